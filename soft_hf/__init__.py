@@ -1,0 +1,38 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""SOFT (Softmax-Free Transformer) for Hugging Face Transformers.
+
+Importing the package registers SOFT with the Auto factories (AutoConfig, AutoModel,
+AutoModelForImageClassification, AutoBackbone), so `UperNetConfig(backbone_config=SoftConfig(...))` and
+`AutoModel.from_config(SoftConfig())` work without remote code.
+"""
+
+from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
+
+from .configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
+from .convert_official import convert_official_checkpoint
+from .modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
+
+
+def register_auto_classes() -> None:
+    """Register SOFT's classes with Transformers' Auto factories (idempotent)."""
+    AutoConfig.register(SoftConfig.model_type, SoftConfig, exist_ok=True)
+    AutoModel.register(SoftConfig, SoftModel, exist_ok=True)
+    AutoModelForImageClassification.register(SoftConfig, SoftForImageClassification, exist_ok=True)
+    AutoBackbone.register(SoftConfig, SoftBackbone, exist_ok=True)
+
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESET_NAMES",
+    "SOFT_PRESETS",
+    "SoftBackbone",
+    "SoftConfig",
+    "SoftForImageClassification",
+    "SoftModel",
+    "SoftPreTrainedModel",
+    "convert_official_checkpoint",
+    "register_auto_classes",
+]

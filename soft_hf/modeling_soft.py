@@ -1,0 +1,446 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch SOFT (Softmax-Free Transformer) models.
+
+Lu et al., "SOFT: Softmax-free Transformer with Linear Complexity", NeurIPS 2021, and "Softmax-free Linear
+Transformers", IJCV 2024. The architecture and numerics follow the official release (github.com/fudan-zvg/SOFT),
+whose checkpoints load through `soft_hf.convert_official_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import BackboneMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BackboneOutput, BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.modeling_utils import PreTrainedModel
+
+from .configuration_soft import SoftConfig
+from .soft_attention import SoftSelfAttention
+
+
+def drop_path(input: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
+    """Stochastic depth per sample (as in timm and Transformers' PVTv2)."""
+    if drop_prob == 0.0 or not training:
+        return input
+    keep_prob = 1 - drop_prob
+    shape = (input.shape[0],) + (1,) * (input.ndim - 1)
+    random_tensor = keep_prob + torch.rand(shape, dtype=input.dtype, device=input.device)
+    random_tensor.floor_()
+    return input.div(keep_prob) * random_tensor
+
+
+class SoftDropPath(nn.Module):
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return drop_path(hidden_states, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+def stage_spatial_sizes(height: int, width: int, num_stages: int = 4) -> list[tuple[int, int]]:
+    """Feature-map size of each stage: the stem halves twice, every later stage once (3x3 convs, stride 2, pad 1)."""
+    sizes = []
+    height, width = (height + 1) // 2, (width + 1) // 2
+    for _ in range(num_stages):
+        height, width = (height + 1) // 2, (width + 1) // 2
+        sizes.append((height, width))
+    return sizes
+
+
+def minimum_image_size(config: SoftConfig) -> int:
+    """Smallest square input whose SOFT stages are at least as large as their landmark stride."""
+    size = 1
+    while any(min(stage) < ratio for stage, ratio in zip(stage_spatial_sizes(size, size), config.sr_ratios[:-1])):
+        size += 1
+    return size
+
+
+def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize learned position embeddings `(1, grid * grid, channels)` to `(1, height * width, channels)` bilinearly
+    (align_corners=False), as the official forward pass does at every call."""
+    grid = int(math.sqrt(position_embeddings.shape[1]))
+    if grid == height and grid == width:
+        return position_embeddings
+    channels = position_embeddings.shape[-1]
+    position_map = position_embeddings.reshape(1, grid, grid, channels).permute(0, 3, 1, 2)  # (1, C, grid, grid)
+    position_map = F.interpolate(position_map, size=(height, width), mode="bilinear", align_corners=False)
+    return position_map.flatten(2).transpose(1, 2)  # (1, height * width, C)
+
+
+class SoftPatchEmbeddings(nn.Module):
+    """Overlapping convolutional patch embedding. Stage 1 is a 3-conv stem (stride 4 in all), later stages a single
+    3x3 stride-2 conv; every conv is followed by BatchNorm and ReLU. Module indices match the official `proj`."""
+
+    def __init__(self, config: SoftConfig, stage_index: int):
+        super().__init__()
+        out_channels = config.hidden_sizes[stage_index]
+        if stage_index == 0:
+            stem = config.stem_hidden_size
+            self.projection = nn.Sequential(
+                nn.Conv2d(config.num_channels, stem, kernel_size=3, stride=2, padding=1),
+                nn.BatchNorm2d(stem),
+                nn.ReLU(),
+                nn.Conv2d(stem, stem, kernel_size=3, stride=1, padding=1),
+                nn.BatchNorm2d(stem),
+                nn.ReLU(),
+                nn.Conv2d(stem, out_channels, kernel_size=3, stride=2, padding=1),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+            )
+        else:
+            in_channels = config.hidden_sizes[stage_index - 1]
+            self.projection = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+            )
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        embeddings = self.projection(pixel_values)  # (batch, channels, height, width)
+        height, width = embeddings.shape[-2:]
+        return embeddings.flatten(2).transpose(1, 2), height, width  # (batch, height * width, channels)
+
+
+class SoftMlp(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout_prob: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.act = ACT2FN[hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.dropout(self.act(self.fc1(hidden_states)))
+        return self.dropout(self.fc2(hidden_states))
+
+
+class SoftLayer(GradientCheckpointingLayer):
+    """A SOFT block (post-norm, as released):
+    x = LN(x + Dropout(SoftAttention(x)));  x = LN(x + Dropout(FFN(x))), FFN with tanh-GELU and ratio 4.
+    The official code names the residual dropout "drop_path" but applies plain (element-wise) dropout."""
+
+    def __init__(self, config: SoftConfig, stage_index: int, drop_prob: float):
+        super().__init__()
+        hidden_size = config.hidden_sizes[stage_index]
+        self.attention = SoftSelfAttention(
+            config,
+            hidden_size,
+            config.num_attention_heads[stage_index],
+            config.sr_ratios[stage_index],
+            config.skip_conv_kernel_sizes[stage_index],
+        )
+        self.attention_dropout = nn.Dropout(drop_prob)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=config.soft_layer_norm_eps)
+        self.mlp = SoftMlp(hidden_size, config.soft_mlp_ratio * hidden_size, config.soft_hidden_act)
+        self.mlp_dropout = nn.Dropout(drop_prob)
+        self.mlp_norm = nn.LayerNorm(hidden_size, eps=config.soft_layer_norm_eps)
+
+    def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        attention_output = self.attention(hidden_states, height, width)
+        hidden_states = self.attention_norm(hidden_states + self.attention_dropout(attention_output))
+        mlp_output = self.mlp(hidden_states)
+        return self.mlp_norm(hidden_states + self.mlp_dropout(mlp_output))
+
+
+class SoftSoftmaxAttention(nn.Module):
+    """Ordinary multi-head softmax attention of the last stage (PVT-style, no spatial reduction)."""
+
+    def __init__(self, config: SoftConfig, hidden_size: int, num_attention_heads: int):
+        super().__init__()
+        self.num_attention_heads = num_attention_heads
+        self.attention_head_size = hidden_size // num_attention_heads
+        self.query = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.key_value = nn.Linear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
+        self.attention_dropout_prob = config.attention_probs_dropout_prob
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch_size, seq_len, hidden_size = hidden_states.shape
+        heads, head_size = self.num_attention_heads, self.attention_head_size
+        query = self.query(hidden_states).view(batch_size, seq_len, heads, head_size).transpose(1, 2)
+        # (2, batch, heads, seq_len, head_size)
+        key_value = self.key_value(hidden_states).view(batch_size, seq_len, 2, heads, head_size).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(
+            query, key_value[0], key_value[1], dropout_p=self.attention_dropout_prob if self.training else 0.0
+        )  # (batch, heads, seq_len, head_size)
+        context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)
+        return self.proj_dropout(self.proj(context))
+
+
+class SoftSoftmaxLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block of stage 4: x = x + DropPath(Attn(LN(x))); x = x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, config: SoftConfig, stage_index: int, drop_prob: float):
+        super().__init__()
+        hidden_size = config.hidden_sizes[stage_index]
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = SoftSoftmaxAttention(config, hidden_size, config.num_attention_heads[stage_index])
+        self.drop_path = SoftDropPath(drop_prob) if drop_prob > 0.0 else nn.Identity()
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = SoftMlp(
+            hidden_size,
+            int(hidden_size * config.mlp_ratios[stage_index]),
+            config.hidden_act,
+            config.hidden_dropout_prob,
+        )
+
+    def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        hidden_states = hidden_states + self.drop_path(self.attention(self.layernorm_before(hidden_states)))
+        return hidden_states + self.drop_path(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class SoftStage(nn.Module):
+    """Patch embedding, learned position embeddings (resized to the input) and the stage's blocks. The last stage
+    prepends the classification token."""
+
+    def __init__(self, config: SoftConfig, stage_index: int, drop_probs: list[float]):
+        super().__init__()
+        hidden_size = config.hidden_sizes[stage_index]
+        self.is_last = stage_index == len(config.depths) - 1
+        grid = config.image_size // (4 * 2**stage_index)
+        self.patch_embeddings = SoftPatchEmbeddings(config, stage_index)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, grid * grid + int(self.is_last), hidden_size))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, hidden_size)) if self.is_last else None
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        layer_class = SoftSoftmaxLayer if self.is_last else SoftLayer
+        self.layers = nn.ModuleList(
+            [layer_class(config, stage_index, drop_probs[index]) for index in range(config.depths[stage_index])]
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        embeddings, height, width = self.patch_embeddings(hidden_states)  # (batch, height * width, channels)
+        if self.is_last:
+            cls_position = self.position_embeddings[:, :1]
+            patch_positions = resize_position_embeddings(self.position_embeddings[:, 1:], height, width)
+            cls_tokens = self.cls_token.expand(embeddings.shape[0], -1, -1)
+            embeddings = torch.cat((cls_tokens, embeddings), dim=1)  # (batch, 1 + height * width, channels)
+            embeddings = embeddings + torch.cat((cls_position, patch_positions), dim=1)
+        else:
+            embeddings = embeddings + resize_position_embeddings(self.position_embeddings, height, width)
+            embeddings = self.dropout(embeddings)
+        for layer in self.layers:
+            embeddings = layer(embeddings, height, width)
+        return embeddings, height, width
+
+
+class SoftEncoder(nn.Module):
+    def __init__(self, config: SoftConfig):
+        super().__init__()
+        self.config = config
+        drop_probs = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        starts = [sum(config.depths[:index]) for index in range(len(config.depths))]
+        self.stages = nn.ModuleList(
+            [
+                SoftStage(config, index, drop_probs[start : start + depth])
+                for index, (start, depth) in enumerate(zip(starts, config.depths))
+            ]
+        )
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
+        """Returns the last stage's tokens `(batch, 1 + h * w, channels)` (classification token first) and, if asked,
+        every stage's feature map `(batch, channels, height, width)` (stage 4 without the classification token)."""
+        batch_size = pixel_values.shape[0]
+        hidden_states = pixel_values
+        feature_maps = ()
+        for stage in self.stages:
+            tokens, height, width = stage(hidden_states)
+            spatial_tokens = tokens[:, 1:] if stage.is_last else tokens
+            # (batch, channels, height, width)
+            hidden_states = spatial_tokens.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2)
+            if not stage.is_last:
+                hidden_states = hidden_states.contiguous()
+            if output_hidden_states:
+                feature_maps += (hidden_states,)
+        return tokens, feature_maps if output_hidden_states else None
+
+
+class SoftPreTrainedModel(PreTrainedModel):
+    config: SoftConfig
+    config_class = SoftConfig
+    base_model_prefix = "soft"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SoftLayer", "SoftSoftmaxLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Official initialisation: truncated normal (std 0.02) for linear layers, position embeddings and the
+        classification token; PyTorch's default (Kaiming uniform) for convolutions; unit/zero norms."""
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, SoftStage):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            if module.cls_token is not None:
+                init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+
+    def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        """Raise a `ValueError` that says what was expected for inputs the architecture cannot take."""
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}.")
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"`pixel_values` must have shape (batch_size, {self.config.num_channels}, height, width), "
+                f"got shape {tuple(pixel_values.shape)}."
+            )
+        if pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"Expected {self.config.num_channels} channels in `pixel_values` (batch_size, channels, height, width), "
+                f"got {pixel_values.shape[1]}: convert the images (e.g. grayscale to RGB) or set `num_channels`."
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"`pixel_values` must be a floating-point tensor (normalised pixels), got {pixel_values.dtype}: "
+                "use SoftImageProcessor or convert with `.float()` and normalise."
+            )
+        height, width = pixel_values.shape[-2:]
+        smallest = minimum_image_size(self.config)
+        if min(height, width) < smallest:
+            raise ValueError(
+                f"Input of {height}x{width} pixels is too small: SOFT with landmark strides {self.config.sr_ratios[:-1]} "
+                f"needs at least {smallest}x{smallest} pixels; resize the images (the default processor gives 224x224)."
+            )
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(pixel_values).all()):
+            raise ValueError("`pixel_values` contains NaN or infinite values; check the image decoding and normalisation.")
+
+
+class SoftModel(SoftPreTrainedModel):
+    """Bare SOFT pyramid. `last_hidden_state` is the final LayerNorm of the last stage's tokens (classification token
+    first), `pooler_output` the normalised classification token, `hidden_states` the four stage feature maps."""
+
+    def __init__(self, config: SoftConfig):
+        super().__init__(config)
+        self.config = config
+        self.encoder = SoftEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_sizes[-1], eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | BaseModelOutputWithPooling:
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self.check_pixel_values(pixel_values)
+
+        tokens, feature_maps = self.encoder(pixel_values, output_hidden_states=output_hidden_states)
+        sequence_output = self.layernorm(tokens)  # (batch, 1 + h * w, channels)
+        pooled_output = sequence_output[:, 0]  # (batch, channels)
+
+        if not return_dict:
+            return tuple(value for value in (sequence_output, pooled_output, feature_maps) if value is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output, pooler_output=pooled_output, hidden_states=feature_maps
+        )
+
+
+class SoftForImageClassification(SoftPreTrainedModel):
+    """SOFT with a linear classifier on the normalised classification token (the official `head`)."""
+
+    def __init__(self, config: SoftConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.soft = SoftModel(config)
+        self.classifier = (
+            nn.Linear(config.hidden_sizes[-1], config.num_labels) if config.num_labels > 0 else nn.Identity()
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | ImageClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices for single-label classification (cross-entropy), floats for regression (`num_labels == 1`,
+            MSE) or multi-hot floats for multi-label classification (BCE); see `config.problem_type`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.soft(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(outputs.pooler_output)  # (batch, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config)
+
+        if not return_dict:
+            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
+            return ((loss,) + output) if loss is not None else output
+        return ImageClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
+class SoftBackbone(BackboneMixin, SoftPreTrainedModel):
+    """SOFT as a backbone: the stage feature maps at strides 4, 8, 16 and 32 selected by `out_features`."""
+
+    def __init__(self, config: SoftConfig):
+        super().__init__(config)
+        self.encoder = SoftEncoder(config)
+        self.num_features = list(config.hidden_sizes)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> tuple | BackboneOutput:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        self.check_pixel_values(pixel_values)
+        _, hidden_states = self.encoder(pixel_values, output_hidden_states=True)
+        feature_maps = tuple(
+            hidden_states[index] for index, stage in enumerate(self.stage_names) if stage in self.out_features
+        )
+        if not return_dict:
+            output = (feature_maps,)
+            if output_hidden_states:
+                output += (hidden_states,)
+            return output
+        return BackboneOutput(
+            feature_maps=feature_maps, hidden_states=hidden_states if output_hidden_states else None, attentions=None
+        )
+
+
+__all__ = [
+    "SoftPreTrainedModel",
+    "SoftModel",
+    "SoftForImageClassification",
+    "SoftBackbone",
+    "SoftLayer",
+    "SoftSoftmaxLayer",
+    "SoftEncoder",
+    "minimum_image_size",
+    "stage_spatial_sizes",
+]
