@@ -142,16 +142,17 @@ def convert_official_state_dict(
     """Rename an official state dict to ours, checking it against `model`. Every unknown, missing or mis-shaped key
     is collected and reported in one `ValueError`."""
     expected = model.state_dict()
-    converted, unknown, mismatched = {}, [], []
+    converted, unknown, mismatched, mismatched_keys = {}, [], [], set()
     for key, tensor in state_dict.items():
         new_key = official_key_to_hf(key)
         if new_key is None or new_key not in expected:
             unknown.append(key)
         elif tuple(tensor.shape) != tuple(expected[new_key].shape):
             mismatched.append(f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[new_key].shape)}")
+            mismatched_keys.add(new_key)
         else:
             converted[new_key] = tensor
-    missing = [key for key in expected if key not in converted and not any(key in m for m in mismatched)]
+    missing = [key for key in expected if key not in converted and key not in mismatched_keys]
     if unknown or missing or mismatched:
         lines = ["The checkpoint does not match the SOFT architecture:"]
         for title, keys in (("unknown keys", unknown), ("missing keys", missing), ("shape mismatches", mismatched)):
