@@ -74,7 +74,7 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
             per-block rate as plain dropout on their residual branches; stage-4 blocks use drop path.
         qkv_bias (`bool`, defaults to `True`): Bias of the stage-4 query/key/value projections.
         initializer_range (`float`, defaults to 0.02): Std of the truncated-normal initialisation.
-        out_features / out_indices: Stages returned by [`SoftBackbone`] (`stage1` .. `stage4`).
+        out_features / out_indices: Feature maps returned by [`SoftBackbone`] among `stem`, `stage1` .. `stage4`.
     """
 
     model_type = "soft"
@@ -111,7 +111,7 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
         for name in ("hidden_sizes", "depths", "num_attention_heads", "sr_ratios", "mlp_ratios", "skip_conv_kernel_sizes"):
             setattr(self, name, [int(value) for value in getattr(self, name)])
         self.validate_architecture()
-        self.stage_names = [f"stage{index}" for index in range(1, len(self.depths) + 1)]
+        self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
         )

@@ -218,20 +218,24 @@ class SoftStage(nn.Module):
             [layer_class(config, stage_index, drop_probs[index]) for index in range(config.depths[stage_index])]
         )
 
-    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        embeddings, height, width = self.patch_embeddings(hidden_states)  # (batch, height * width, channels)
+    def add_position_embeddings(self, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Add the resized position embeddings to patch tokens `(batch, height * width, channels)`; the last stage
+        first prepends the classification token, whose position embedding is not resized."""
         if self.is_last:
             cls_position = self.position_embeddings[:, :1]
             patch_positions = resize_position_embeddings(self.position_embeddings[:, 1:], height, width)
             cls_tokens = self.cls_token.expand(embeddings.shape[0], -1, -1)
             embeddings = torch.cat((cls_tokens, embeddings), dim=1)  # (batch, 1 + height * width, channels)
-            embeddings = embeddings + torch.cat((cls_position, patch_positions), dim=1)
-        else:
-            embeddings = embeddings + resize_position_embeddings(self.position_embeddings, height, width)
-            embeddings = self.dropout(embeddings)
+            return embeddings + torch.cat((cls_position, patch_positions), dim=1)
+        embeddings = embeddings + resize_position_embeddings(self.position_embeddings, height, width)
+        return self.dropout(embeddings)
+
+    def forward(self, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Run the blocks on patch tokens `(batch, height * width, channels)` from `patch_embeddings`."""
+        hidden_states = self.add_position_embeddings(embeddings, height, width)
         for layer in self.layers:
-            embeddings = layer(embeddings, height, width)
-        return embeddings, height, width
+            hidden_states = layer(hidden_states, height, width)
+        return hidden_states
 
 
 class SoftEncoder(nn.Module):
@@ -249,17 +253,19 @@ class SoftEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
         """Returns the last stage's tokens `(batch, 1 + h * w, channels)` (classification token first) and, if asked,
-        every stage's feature map `(batch, channels, height, width)` (stage 4 without the classification token)."""
+        the feature maps `(batch, channels, height, width)` of the stem (stage-1 patch embeddings, stride 4) and of
+        every stage (strides 4, 8, 16, 32; stage 4 without the classification token)."""
         batch_size = pixel_values.shape[0]
         hidden_states = pixel_values
         feature_maps = ()
         for stage in self.stages:
-            tokens, height, width = stage(hidden_states)
+            embeddings, height, width = stage.patch_embeddings(hidden_states)  # (batch, height * width, channels)
+            if output_hidden_states and not feature_maps:
+                feature_maps += (embeddings.transpose(1, 2).reshape(batch_size, -1, height, width),)
+            tokens = stage(embeddings, height, width)
             spatial_tokens = tokens[:, 1:] if stage.is_last else tokens
             # (batch, channels, height, width)
-            hidden_states = spatial_tokens.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2)
-            if not stage.is_last:
-                hidden_states = hidden_states.contiguous()
+            hidden_states = spatial_tokens.transpose(1, 2).reshape(batch_size, -1, height, width)
             if output_hidden_states:
                 feature_maps += (hidden_states,)
         return tokens, feature_maps if output_hidden_states else None
@@ -399,12 +405,13 @@ class SoftForImageClassification(SoftPreTrainedModel):
 
 
 class SoftBackbone(BackboneMixin, SoftPreTrainedModel):
-    """SOFT as a backbone: the stage feature maps at strides 4, 8, 16 and 32 selected by `out_features`."""
+    """SOFT as a backbone: feature maps selected by `out_features` among `stem` (stride 4, the stage-1 patch
+    embeddings) and `stage1` .. `stage4` (strides 4, 8, 16, 32)."""
 
     def __init__(self, config: SoftConfig):
         super().__init__(config)
         self.encoder = SoftEncoder(config)
-        self.num_features = list(config.hidden_sizes)
+        self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.post_init()
 
     def forward(
