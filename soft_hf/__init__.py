@@ -2,14 +2,16 @@
 """SOFT (Softmax-Free Transformer) for Hugging Face Transformers.
 
 Importing the package registers SOFT with the Auto factories (AutoConfig, AutoModel,
-AutoModelForImageClassification, AutoBackbone), so `UperNetConfig(backbone_config=SoftConfig(...))` and
-`AutoModel.from_config(SoftConfig())` work without remote code.
+AutoModelForImageClassification, AutoBackbone, AutoImageProcessor), so
+`UperNetConfig(backbone_config=SoftConfig(...))` and `AutoModel.from_config(SoftConfig())` work without remote code.
 """
 
-from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 from .configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
 from .convert_official import convert_official_checkpoint
+from .export import export_pretrained
+from .image_processing_soft import SoftImageProcessor, SoftImageProcessorPil
 from .modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
 
 
@@ -19,6 +21,11 @@ def register_auto_classes() -> None:
     AutoModel.register(SoftConfig, SoftModel, exist_ok=True)
     AutoModelForImageClassification.register(SoftConfig, SoftForImageClassification, exist_ok=True)
     AutoBackbone.register(SoftConfig, SoftBackbone, exist_ok=True)
+    AutoImageProcessor.register(
+        SoftConfig,
+        image_processor_classes={"torchvision": SoftImageProcessor, "pil": SoftImageProcessorPil},
+        exist_ok=True,
+    )
 
 
 register_auto_classes()
@@ -31,8 +38,11 @@ __all__ = [
     "SoftBackbone",
     "SoftConfig",
     "SoftForImageClassification",
+    "SoftImageProcessor",
+    "SoftImageProcessorPil",
     "SoftModel",
     "SoftPreTrainedModel",
     "convert_official_checkpoint",
+    "export_pretrained",
     "register_auto_classes",
 ]

@@ -1,0 +1,635 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Write Hub-ready SOFT repositories: the one export function every script uses, plus model cards and checks.
+
+A Hub-ready folder holds `config.json` (with an `auto_map` for AutoConfig, AutoModel, AutoModelForImageClassification
+and AutoBackbone), `model.safetensors`, `preprocessor_config.json` (with its own `auto_map` for AutoImageProcessor,
+both backends), the flat code files and a `README.md` model card, so that anyone can load it with
+`trust_remote_code=True` without installing soft-hf.
+
+This module does not travel with checkpoints (it imports `soft_hf`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from huggingface_hub import EvalResult, ModelCardData
+from transformers.dynamic_module_utils import get_relative_import_files
+
+from .configuration_soft import SOFT_PRESETS, SoftConfig
+from .image_processing_soft import SoftImageProcessor
+
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+MODEL_CARDS_DIR = PACKAGE_DIR.parent / "model_cards"
+MODEL_CARD_TEMPLATE = MODEL_CARDS_DIR / "template.md"
+
+# Files every exported folder carries; the model files may import more flat modules, which are copied too.
+REQUIRED_CODE_FILES = ("configuration_soft.py", "modeling_soft.py", "soft_attention.py", "image_processing_soft.py")
+MODEL_AUTO_CLASSES = {
+    "AutoModel": "SoftModel",
+    "AutoModelForImageClassification": "SoftForImageClassification",
+    "AutoBackbone": "SoftBackbone",
+}
+IMAGE_PROCESSOR_CLASSES = {"torchvision": "SoftImageProcessor", "pil": "SoftImageProcessorPil"}
+# Files `export_pretrained` writes; an existing output folder is only replaced if it holds nothing else.
+EXPORT_FILE_NAMES = {
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+    "README.md",
+}
+
+# ImageNet-1k top-1 reported by the authors (not measured here). Plain SOFT: NeurIPS 2021 paper table, repeated in the
+# official README. SOFT-Norm: the official README (github.com/fudan-zvg/SOFT, IJCV 2024 extension). Params/GFLOPs are
+# the authors' figures; the official code's "small" preset has 38.9M parameters, not the 24M listed.
+PAPER_RESULTS = {
+    "tiny": {"params": "13M", "gflops": "1.9", "top1": "79.3", "top1_norm": "79.4"},
+    "small": {"params": "24M", "gflops": "3.3", "top1": "82.2", "top1_norm": "82.4"},
+    "medium": {"params": "45M", "gflops": "7.2", "top1": "82.9", "top1_norm": "83.1"},
+    "large": {"params": "64M", "gflops": "11.0", "top1": "83.1", "top1_norm": "83.3"},
+    "huge": {"params": "87M", "gflops": "16.3", "top1": "83.3", "top1_norm": "83.4"},
+}
+# Official checkpoints listed in the official README (the other presets have configs but no published weights).
+OFFICIAL_CHECKPOINTS = {"soft-tiny", "soft-norm-tiny", "soft-norm-small", "soft-norm-medium", "soft-norm-large"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Code files and auto maps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _module_file(cls: type) -> pathlib.Path:
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        raise ValueError(
+            f"Cannot find the source file of {cls.__qualname__} (module {cls.__module__!r}); classes defined in "
+            "__main__ or notebooks cannot be exported. Use the classes of soft_hf or of a trust_remote_code checkpoint."
+        )
+    return pathlib.Path(path).resolve()
+
+
+def _with_relative_imports(module_file: pathlib.Path) -> dict[str, pathlib.Path]:
+    files = {module_file.name: module_file}
+    for needed in get_relative_import_files(str(module_file)):
+        needed = pathlib.Path(needed)
+        if not needed.is_file():
+            raise ValueError(f"{module_file.name} imports `.{needed.stem}`, but {needed} does not exist.")
+        files[needed.name] = needed
+    return files
+
+
+def collect_code_files(model, image_processor=None) -> dict[str, pathlib.Path]:
+    """The flat code files of an export, by file name.
+
+    Model and configuration files (and whatever they import with `from .x import`) come from the directory of the
+    model class's module: soft_hf for installed classes, `transformers_modules/...` for a model loaded with
+    `trust_remote_code=True`. The image processor file comes from the processor's class when it is a SOFT processor,
+    otherwise from soft_hf."""
+    files = _with_relative_imports(_module_file(type(model)))
+    files.update({k: v for k, v in _with_relative_imports(_module_file(type(model.config))).items() if k not in files})
+    processor_class = type(image_processor) if image_processor is not None else None
+    if processor_class is not None and processor_class.__name__ in IMAGE_PROCESSOR_CLASSES.values():
+        files.update(_with_relative_imports(_module_file(processor_class)))
+    else:
+        files.update(_with_relative_imports(PACKAGE_DIR / "image_processing_soft.py"))
+    missing = [name for name in REQUIRED_CODE_FILES if name not in files]
+    if missing:
+        raise ValueError(f"Cannot export: the code files {missing} were not found beside {_module_file(type(model))}.")
+    return files
+
+
+def model_auto_map(model) -> dict[str, str]:
+    """`auto_map` of config.json: `module.Class` entries for AutoConfig and the three model Auto classes."""
+    model_module = type(model).__module__
+    module = sys.modules[model_module]
+    missing = [name for name in MODEL_AUTO_CLASSES.values() if not hasattr(module, name)]
+    if missing:
+        raise ValueError(f"{model_module} does not define {missing}; export needs the SOFT modeling file.")
+    config_class = type(model.config)
+    auto_map = {"AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}"}
+    for auto_class, class_name in MODEL_AUTO_CLASSES.items():
+        auto_map[auto_class] = f"{model_module.rsplit('.', 1)[-1]}.{class_name}"
+    return auto_map
+
+
+def image_processor_auto_map() -> dict[str, dict[str, str]]:
+    """`auto_map` of preprocessor_config.json: one class per backend (Transformers 5 format)."""
+    return {"AutoImageProcessor": {b: f"image_processing_soft.{name}" for b, name in IMAGE_PROCESSOR_CLASSES.items()}}
+
+
+def _check_model(model) -> None:
+    config = getattr(model, "config", None)
+    if not isinstance(model, torch.nn.Module) or getattr(config, "model_type", None) != SoftConfig.model_type:
+        raise ValueError(
+            f"export_pretrained expects a SOFT model (SoftForImageClassification, SoftModel or SoftBackbone), got "
+            f"{type(model).__name__}" + (f" with model_type {config.model_type!r}." if config is not None else ".")
+        )
+    if type(model).__name__ not in MODEL_AUTO_CLASSES.values():
+        raise ValueError(
+            f"export_pretrained exports SoftForImageClassification, SoftModel or SoftBackbone, got "
+            f"{type(model).__name__}: export the SOFT model inside it instead."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model cards
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def detect_preset(config) -> str | None:
+    """Preset name (`soft-tiny`, `soft-norm-small`, ...) whose architecture `config` has, or None."""
+    for size, preset in SOFT_PRESETS.items():
+        if all(list(getattr(config, key)) == list(value) for key, value in preset.items()):
+            if tuple(config.sr_ratios) != (8, 4, 2, 1) or tuple(config.skip_conv_kernel_sizes) != (9, 5, 3):
+                return None
+            return f"soft-norm-{size}" if config.normalization == "symmetric" else f"soft-{size}"
+    return None
+
+
+def preset_title(preset: str) -> str:
+    size = preset.rsplit("-", 1)[-1].capitalize()
+    return f"SOFT-{size}-Norm" if preset.startswith("soft-norm-") else f"SOFT-{size}"
+
+
+def count_parameters(config) -> int:
+    """Parameters of `SoftForImageClassification(config)`, counted on the meta device (no memory, no init)."""
+    from .modeling_soft import SoftForImageClassification
+
+    with torch.device("meta"):
+        model = SoftForImageClassification(SoftConfig(**config.to_dict()))
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _format_count(count: int) -> str:
+    return f"{count / 1e6:.1f}M" if count >= 1e5 else f"{count / 1e3:.1f}K"
+
+
+def _architecture_section(config, num_parameters: int | None) -> str:
+    stages = [
+        "| stage | blocks | attention | width | heads | landmark stride r | skip conv on V |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index in range(4):
+        soft_stage = index < 3
+        stages.append(
+            f"| {index + 1} | {config.depths[index]} | "
+            + ("SOFT (post-norm)" if soft_stage else "softmax (pre-norm) + class token")
+            + f" | {config.hidden_sizes[index]} | {config.num_attention_heads[index]} | "
+            + (f"{config.sr_ratios[index]}" if soft_stage else "-")
+            + " | "
+            + (f"{config.skip_conv_kernel_sizes[index]}x{config.skip_conv_kernel_sizes[index]}" if soft_stage else "-")
+            + " |"
+        )
+    details = [
+        f"- Parameters: {_format_count(num_parameters)} ({num_parameters:,})" if num_parameters else None,
+        f"- Classes: {config.num_labels}",
+        f"- Normalisation of the landmark inverse: `{config.normalization}`"
+        + (" (SOFT-Norm: D^-1/2 A^+ D^-1/2)" if config.normalization == "symmetric" else " (plain SOFT)"),
+        f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}",
+        f"- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
+        + (f", pooled to at most {config.max_landmarks}" if config.max_landmarks else ""),
+        f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other sizes",
+        "- Stem: three 3x3 convolutions (strides 2, 1, 2) with BatchNorm and ReLU; later stages downsample with a "
+        "3x3 stride-2 convolution",
+    ]
+    return "\n".join(stages) + "\n\n" + "\n".join(line for line in details if line)
+
+
+def _paper_results_section(preset: str | None) -> str:
+    rows = [
+        "| model | params (paper) | GFLOPs | top-1 % | source |",
+        "|---|---|---|---|---|",
+    ]
+    for size, result in PAPER_RESULTS.items():
+        for norm in (False, True):
+            name = f"soft-norm-{size}" if norm else f"soft-{size}"
+            title = preset_title(name)
+            top1 = result["top1_norm" if norm else "top1"]
+            source = "official README (IJCV 2024 extension)" if norm else "NeurIPS 2021 paper"
+            cells = [title, result["params"], result["gflops"], top1, source]
+            if name == preset:
+                cells = [f"**{cell}**" for cell in cells[:4]] + [cells[4]]
+            rows.append("| " + " | ".join(cells) + " |")
+    note = (
+        "ImageNet-1k validation top-1 at 224 x 224 as reported by the authors: SOFT rows from the NeurIPS 2021 paper "
+        "(also in the official README), SOFT-Norm rows from the README of the official repository (see the IJCV 2024 "
+        "paper for details). They are **not** measurements of this repository's weights. Parameter counts are the "
+        "authors' figures: the official code's SOFT-Small preset has 38.9M parameters, not 24M."
+    )
+    if preset is None:
+        note += " This model is not one of the official presets, so none of the rows describes it."
+    return note + "\n\n" + "\n".join(rows)
+
+
+def _metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
+    rows = []
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            continue
+        rows.append((name[len("eval_") :] if name.startswith("eval_") else name, float(value)))
+    return rows
+
+
+def _is_quality_metric(name: str) -> bool:
+    return not (name in ("epoch", "step") or name.endswith(("runtime", "_per_second")))
+
+
+def render_model_card(
+    config,
+    *,
+    num_parameters: int | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    dataset_name: str | None = None,
+    provenance: str | None = None,
+    repo_id: str | None = None,
+    license: str = "apache-2.0",
+    datasets: list[str] | None = None,
+    template: str | os.PathLike | None = None,
+) -> str:
+    """The README.md of a SOFT repository, from `model_cards/template.md`.
+
+    Hub metadata: library_name, pipeline_tag, license, datasets, tags, and a model-index only when `metrics` were
+    measured on a named `dataset_name`. The authors' ImageNet table is always shown as theirs."""
+    template_path = pathlib.Path(template) if template is not None else MODEL_CARD_TEMPLATE
+    if not template_path.is_file():
+        raise ValueError(
+            f"Model card template not found at {template_path}: run from a soft-hf checkout (model_cards/ sits beside "
+            "soft_hf/) or pass the card text with `model_card=`."
+        )
+    preset = detect_preset(config)
+    title = preset_title(preset) if preset else "SOFT (custom architecture)"
+    variant = "SOFT-Norm" if config.normalization == "symmetric" else "SOFT"
+    repo_id = repo_id or (f"<namespace>/{preset}" if preset else "<namespace>/<repository>")
+    metric_rows = _metric_rows(metrics or {})
+
+    tags = ["image-classification", "vision", "soft", "softmax-free-attention", "custom_code"]
+    dataset_ids = list(datasets) if datasets is not None else ([dataset_name] if dataset_name else ["imagenet-1k"])
+    eval_results = None
+    if dataset_name and metric_rows:
+        eval_results = [
+            EvalResult(
+                task_type="image-classification",
+                dataset_type=dataset_name,
+                dataset_name=dataset_name,
+                metric_type=name,
+                metric_value=value,
+            )
+            for name, value in metric_rows
+            if _is_quality_metric(name)
+        ] or None
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        license=license,
+        datasets=dataset_ids,
+        tags=tags,
+        model_name=repo_id.rsplit("/", 1)[-1] if eval_results else None,
+        eval_results=eval_results,
+    )
+
+    summary = (
+        f"{title} image classifier ({variant}, {config.num_labels} classes"
+        + (f", {_format_count(num_parameters)} parameters" if num_parameters else "")
+        + ") in Hugging Face Transformers format, loadable with `trust_remote_code=True`."
+    )
+    if variant == "SOFT-Norm":
+        variant_sentence = (
+            "This is the SOFT-Norm variant: the landmark inverse is symmetrically normalised, "
+            "D^-1/2 A^+ D^-1/2 with D the row sums of the landmark kernel, which generalises better to the larger "
+            "inputs of detection and segmentation."
+        )
+    else:
+        variant_sentence = "This is the plain SOFT variant of the NeurIPS 2021 paper (no normalisation of the inverse)."
+    if provenance is None:
+        provenance = (
+            "Exported with soft-hf. The exporter was not told where these weights come from (training run, "
+            "fine-tuning or conversion); the repository owner should state it here."
+        )
+    if metric_rows:
+        evaluation = (
+            f"Measured by the run that produced these weights"
+            + (f" on `{dataset_name}`" if dataset_name else " (dataset not recorded, so no model-index entry)")
+            + ":\n\n| metric | value |\n|---|---|\n"
+            + "\n".join(f"| {name} | {value:.6g} |" for name, value in metric_rows)
+        )
+    else:
+        evaluation = (
+            "No evaluation of these weights was run when this card was written; the table above is the authors' and "
+            "does not describe these weights unless they are the authors' own checkpoint."
+        )
+
+    text = pathlib.Path(template_path).read_text(encoding="utf-8")
+    return string.Template(text).substitute(
+        metadata=card_data.to_yaml().strip(),
+        title=title,
+        summary=summary,
+        variant_sentence=variant_sentence,
+        provenance=provenance.strip(),
+        repo_id=repo_id,
+        architecture=_architecture_section(config, num_parameters),
+        paper_results=_paper_results_section(preset),
+        evaluation=evaluation,
+    )
+
+
+def preset_provenance(preset: str) -> str:
+    """Provenance paragraph of the committed per-preset cards (weights converted from the official release)."""
+    title = preset_title(preset)
+    if preset in OFFICIAL_CHECKPOINTS:
+        availability = f"The official README lists a released {title} checkpoint."
+    else:
+        availability = (
+            f"The official README lists no released {title} checkpoint (only its config), so a repository with this "
+            "card holds weights only if someone trained them; replace this paragraph with their origin."
+        )
+    return (
+        f"Intended for the {title} weights of the official release, converted with soft-hf's "
+        "`scripts/convert_original_checkpoint.py` (a key-by-key rename; the state dict is read with "
+        "`torch.load(weights_only=True)`; depths and widths are read from the checkpoint itself). "
+        f"{availability} The ImageNet-1k class names are timm's copy of the WordNet synset descriptions. "
+        "No accuracy was measured by soft-hf for these weights: the table below is the authors'. Weights of the "
+        "official release are under the MIT license of github.com/fudan-zvg/SOFT; the code files are Apache-2.0."
+    )
+
+
+def write_preset_cards(directory: str | os.PathLike = MODEL_CARDS_DIR) -> list[pathlib.Path]:
+    """(Re)write `model_cards/<preset>.md` for every official preset from the template."""
+    directory = pathlib.Path(directory)
+    written = []
+    for size in SOFT_PRESETS:
+        for preset in (f"soft-{size}", f"soft-norm-{size}"):
+            config = SoftConfig.from_preset(preset, num_labels=1000)
+            card = render_model_card(
+                config,
+                num_parameters=count_parameters(config),
+                provenance=preset_provenance(preset),
+                license="mit",
+            )
+            path = directory / f"{preset}.md"
+            path.write_text(card, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def validate_export_folder(folder: str | os.PathLike) -> pathlib.Path:
+    """Check that `folder` is a complete Hub-ready SOFT repository; raise one `ValueError` listing every problem."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder.")
+    problems = []
+    for name in ("config.json", "preprocessor_config.json", "README.md") + REQUIRED_CODE_FILES:
+        if not (folder / name).is_file():
+            problems.append(f"missing {name}")
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+        problems.append("missing model.safetensors (or model.safetensors.index.json)")
+    if (folder / "pytorch_model.bin").exists():
+        problems.append("pytorch_model.bin present: Hub-ready folders carry safetensors only")
+    config = _read_json(folder / "config.json", problems)
+    if config is not None:
+        auto_map = config.get("auto_map") or {}
+        for auto_class in ("AutoConfig",) + tuple(MODEL_AUTO_CLASSES):
+            if auto_class not in auto_map:
+                problems.append(f"config.json auto_map lacks {auto_class}")
+        for reference in auto_map.values():
+            _check_reference(folder, reference, problems)
+        if config.get("model_type") != SoftConfig.model_type:
+            problems.append(f"config.json model_type is {config.get('model_type')!r}, not 'soft'")
+    processor = _read_json(folder / "preprocessor_config.json", problems)
+    if processor is not None:
+        reference = (processor.get("auto_map") or {}).get("AutoImageProcessor")
+        if reference is None:
+            problems.append("preprocessor_config.json auto_map lacks AutoImageProcessor")
+        for value in reference.values() if isinstance(reference, dict) else [reference] if reference else []:
+            _check_reference(folder, value, problems)
+    for path in folder.glob("*.py"):
+        try:
+            compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        except SyntaxError as error:
+            problems.append(f"{path.name} does not compile: {error}")
+        if "from soft_hf" in path.read_text(encoding="utf-8") or "import soft_hf" in path.read_text(encoding="utf-8"):
+            problems.append(f"{path.name} imports soft_hf, which users of the checkpoint do not have")
+    readme = folder / "README.md"
+    if readme.is_file() and not readme.read_text(encoding="utf-8").startswith("---\n"):
+        problems.append("README.md has no YAML metadata block")
+    if problems:
+        raise ValueError(f"{folder} is not a Hub-ready SOFT repository:\n  - " + "\n  - ".join(problems))
+    return folder
+
+
+def _read_json(path: pathlib.Path, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        problems.append(f"{path.name} is not valid JSON: {error}")
+        return None
+
+
+def _check_reference(folder: pathlib.Path, reference: Any, problems: list[str]) -> None:
+    if not isinstance(reference, str) or reference.count(".") != 1:
+        problems.append(f"auto_map entry {reference!r} is not of the form module.Class")
+        return
+    module, class_name = reference.split(".")
+    path = folder / f"{module}.py"
+    if not path.is_file():
+        problems.append(f"auto_map entry {reference} needs {module}.py")
+    elif f"class {class_name}(" not in path.read_text(encoding="utf-8"):
+        problems.append(f"auto_map entry {reference}: {module}.py defines no class {class_name}")
+
+
+_REMOTE_CHECK = textwrap.dedent(
+    """
+    import json, sys, torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+    folder = sys.argv[1]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+    size = processor.crop_size["height"] if processor.do_center_crop else max(64, config.image_size)
+    with torch.no_grad():
+        output = model(torch.zeros(1, config.num_channels, size, size))
+    print(json.dumps({
+        "modules": [type(config).__module__, type(model).__module__, type(processor).__module__],
+        "finite": bool(torch.isfinite(output.pooler_output).all()),
+    }))
+    """
+)
+
+
+def verify_remote_loading(folder: str | os.PathLike, timeout: float = 300) -> dict:
+    """Load `folder` with `trust_remote_code=True` in a fresh Python that never imports soft_hf (offline, with a
+    temporary modules cache) and run one forward pass; raise `ValueError` with the child's error output on failure."""
+    folder = pathlib.Path(folder).resolve()
+    with tempfile.TemporaryDirectory(prefix="soft-remote-check-") as home:
+        environment = dict(os.environ, HF_HOME=home, HF_MODULES_CACHE=os.path.join(home, "modules"), HF_HUB_OFFLINE="1")
+        environment.pop("PYTHONPATH", None)
+        result = subprocess.run(
+            [sys.executable, "-c", _REMOTE_CHECK, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environment,
+            cwd=home,
+        )
+    if result.returncode != 0:
+        raise ValueError(f"{folder} does not load with trust_remote_code=True:\n{result.stderr[-4000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if not all(module.startswith("transformers_modules") for module in report["modules"]) or not report["finite"]:
+        raise ValueError(f"Loading {folder} with remote code did not use the folder's code or gave non-finite outputs: {report}")
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check_replaceable(output_dir: pathlib.Path) -> None:
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise ValueError(f"{output_dir} exists and is not a folder; choose another output path.")
+    foreign = sorted(
+        path.name
+        for path in output_dir.iterdir()
+        if not (path.is_file() and (path.name in EXPORT_FILE_NAMES or path.suffix == ".py" or path.name.startswith("model-")))
+    )
+    if foreign:
+        raise ValueError(
+            f"{output_dir} exists and holds files an export does not write ({', '.join(foreign[:10])}"
+            f"{', ...' if len(foreign) > 10 else ''}); refusing to replace it. Export to a new or empty folder."
+        )
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def export_pretrained(
+    model,
+    output_dir,
+    *,
+    image_processor=None,
+    model_card: str | None = None,
+    metrics: dict | None = None,
+    dataset_name: str | None = None,
+    provenance: str | None = None,
+    repo_id: str | None = None,
+    license: str = "apache-2.0",
+) -> pathlib.Path:
+    """Write a Hub-ready folder atomically (temp dir beside `output_dir`, then rename over it).
+
+    Contents: `config.json` whose `auto_map` covers AutoConfig, AutoModel, AutoModelForImageClassification and
+    AutoBackbone; `model.safetensors`; `preprocessor_config.json` (`image_processor` or a default
+    `SoftImageProcessor`) with its own `auto_map` for AutoImageProcessor (torchvision and PIL backends); the flat code
+    files (configuration_soft.py, modeling_soft.py, soft_attention.py, image_processing_soft.py and any flat module
+    they import with `from .x import`); `README.md` (`model_card` text if given, else generated from
+    `model_cards/template.md` with the config, `metrics` measured on `dataset_name`, `provenance` and `repo_id`).
+
+    Works for models of soft_hf and for models loaded with `trust_remote_code=True` (classes in
+    `transformers_modules`): code files are copied from the directory of the model class's module.
+
+    Args:
+        model: `SoftForImageClassification`, `SoftModel` or `SoftBackbone` (from soft_hf or remote code).
+        output_dir: the folder to write; an existing folder is replaced only if it holds export files alone.
+        image_processor: processor to save (default: `SoftImageProcessor()`, the official evaluation transform).
+        model_card: full README.md text, used as is.
+        metrics: numbers measured for these weights (e.g. `{"eval_accuracy": 0.91}`), shown in the card; they go into
+            the model-index metadata only together with `dataset_name`.
+        dataset_name: Hub id of the dataset the weights were trained/evaluated on (e.g. `"imagenet-1k"`).
+        provenance: where the weights come from (conversion, training run); shown in the card.
+        repo_id: Hub repository id used in the card's usage snippets.
+        license: Hub license identifier of the card metadata.
+
+    Returns:
+        The path of the written folder.
+    """
+    _check_model(model)
+    output_dir = pathlib.Path(output_dir).expanduser().absolute()
+    _check_replaceable(output_dir)
+    code_files = collect_code_files(model, image_processor)
+    auto_map = model_auto_map(model)
+    processor = image_processor if image_processor is not None else SoftImageProcessor()
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        original_auto_map = getattr(model.config, "auto_map", None)
+        model.config.auto_map = dict(auto_map)
+        try:
+            model.save_pretrained(staging)
+        finally:
+            model.config.auto_map = original_auto_map
+        config_path = staging / "config.json"
+        config_dict = json.loads(config_path.read_text(encoding="utf-8"))
+        config_dict["auto_map"] = auto_map  # custom_object_save may have rewritten single entries
+        _write_json(config_path, config_dict)
+
+        processor.save_pretrained(staging)
+        processor_path = staging / "preprocessor_config.json"
+        processor_dict = json.loads(processor_path.read_text(encoding="utf-8"))
+        if type(processor).__name__ in IMAGE_PROCESSOR_CLASSES.values():
+            processor_dict["auto_map"] = image_processor_auto_map()
+            processor_dict["image_processor_type"] = IMAGE_PROCESSOR_CLASSES["torchvision"]
+        _write_json(processor_path, processor_dict)
+
+        for name, source in code_files.items():
+            shutil.copyfile(source, staging / name)
+
+        if model_card is None:
+            model_card = render_model_card(
+                model.config,
+                num_parameters=sum(parameter.numel() for parameter in model.parameters()),
+                metrics=metrics,
+                dataset_name=dataset_name,
+                provenance=provenance,
+                repo_id=repo_id,
+                license=license,
+            )
+        (staging / "README.md").write_text(model_card, encoding="utf-8")
+        validate_export_folder(staging)
+
+        backup = None
+        if output_dir.exists():
+            backup = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+            os.rename(output_dir, backup / output_dir.name)
+        os.rename(staging, output_dir)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+__all__ = [
+    "export_pretrained",
+    "render_model_card",
+    "validate_export_folder",
+    "verify_remote_loading",
+    "write_preset_cards",
+]
