@@ -105,10 +105,8 @@ class SoftPatchEmbeddings(nn.Module):
                 nn.ReLU(),
             )
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        embeddings = self.projection(pixel_values)  # (batch, channels, height, width)
-        height, width = embeddings.shape[-2:]
-        return embeddings.flatten(2).transpose(1, 2), height, width  # (batch, height * width, channels)
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(pixel_values)  # (batch, channels, height, width)
 
 
 class SoftMlp(nn.Module):
@@ -242,7 +240,9 @@ class SoftEncoder(nn.Module):
     def __init__(self, config: SoftConfig):
         super().__init__()
         self.config = config
-        drop_probs = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        num_blocks = sum(config.depths)
+        # stochastic-depth rates rising linearly over all blocks (plain Python: the model may be built on "meta")
+        drop_probs = [config.drop_path_rate * index / max(num_blocks - 1, 1) for index in range(num_blocks)]
         starts = [sum(config.depths[:index]) for index in range(len(config.depths))]
         self.stages = nn.ModuleList(
             [
@@ -259,10 +259,11 @@ class SoftEncoder(nn.Module):
         hidden_states = pixel_values
         feature_maps = ()
         for stage in self.stages:
-            embeddings, height, width = stage.patch_embeddings(hidden_states)  # (batch, height * width, channels)
+            embedding_map = stage.patch_embeddings(hidden_states)  # (batch, channels, height, width)
+            height, width = embedding_map.shape[-2:]
             if output_hidden_states and not feature_maps:
-                feature_maps += (embeddings.transpose(1, 2).reshape(batch_size, -1, height, width),)
-            tokens = stage(embeddings, height, width)
+                feature_maps += (embedding_map,)
+            tokens = stage(embedding_map.flatten(2).transpose(1, 2), height, width)  # (batch, [1 +] h * w, channels)
             spatial_tokens = tokens[:, 1:] if stage.is_last else tokens
             # (batch, channels, height, width)
             hidden_states = spatial_tokens.transpose(1, 2).reshape(batch_size, -1, height, width)
