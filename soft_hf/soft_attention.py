@@ -64,7 +64,9 @@ def newton_initial_step(matrix: torch.Tensor, adaptive: bool) -> torch.Tensor:
     output depends on its neighbours; here every (image, head) matrix gets its own alpha, with a fixed number of
     vectorised checks instead of a device-synchronising while loop.
     """
-    max_row_sum = matrix.sum(-1).amax(-1)[..., None, None]  # (..., 1, 1)
+    # ||A||_inf bounds the spectral radius; for the Gaussian kernel (all entries positive) it is the official
+    # "max row sum", and taking absolute values keeps the iteration convergent for any symmetric matrix.
+    max_row_sum = matrix.abs().sum(-1).amax(-1)[..., None, None]  # (..., 1, 1)
     if not adaptive:
         return 0.9 * 2.0 / max_row_sum.square()
     alpha = 2.0 / max_row_sum.square()
