@@ -272,13 +272,15 @@ def render_model_card(
             "soft_hf/) or pass the card text with `model_card=`."
         )
     preset = detect_preset(config)
-    title = preset_title(preset) if preset else "SOFT (custom architecture)"
+    title = preset_title(preset) if preset else "SOFT"
     variant = "SOFT-Norm" if config.normalization == "symmetric" else "SOFT"
     repo_id = repo_id or (f"<namespace>/{preset}" if preset else "<namespace>/<repository>")
     metric_rows = _metric_rows(metrics or {})
+    architectures = getattr(config, "architectures", None) or ["SoftForImageClassification"]
+    is_classifier = architectures[0] == "SoftForImageClassification"
 
     tags = ["image-classification", "vision", "soft", "softmax-free-attention", "custom_code"]
-    dataset_ids = list(datasets) if datasets is not None else ([dataset_name] if dataset_name else ["imagenet-1k"])
+    dataset_ids = list(datasets) if datasets is not None else ([dataset_name] if dataset_name else None)
     eval_results = None
     if dataset_name and metric_rows:
         eval_results = [
@@ -294,7 +296,7 @@ def render_model_card(
         ] or None
     card_data = ModelCardData(
         library_name="transformers",
-        pipeline_tag="image-classification",
+        pipeline_tag="image-classification" if is_classifier else "image-feature-extraction",
         license=license,
         datasets=dataset_ids,
         tags=tags,
@@ -302,9 +304,15 @@ def render_model_card(
         eval_results=eval_results,
     )
 
+    kind = (
+        f"image classifier ({config.num_labels} classes"
+        if is_classifier
+        else f"feature extractor (`{architectures[0]}`, no classification head"
+    )
     summary = (
-        f"{title} image classifier ({variant}, {config.num_labels} classes"
+        f"{title} {kind}"
         + (f", {_format_count(num_parameters)} parameters" if num_parameters else "")
+        + (", official preset" if preset else ", custom architecture (not one of the official presets)")
         + ") in Hugging Face Transformers format, loadable with `trust_remote_code=True`."
     )
     if variant == "SOFT-Norm":
@@ -378,7 +386,9 @@ def write_preset_cards(directory: str | os.PathLike = MODEL_CARDS_DIR) -> list[p
                 config,
                 num_parameters=count_parameters(config),
                 provenance=preset_provenance(preset),
+                repo_id=f"<namespace>/{preset}",
                 license="mit",
+                datasets=["imagenet-1k"],
             )
             path = directory / f"{preset}.md"
             path.write_text(card, encoding="utf-8")
