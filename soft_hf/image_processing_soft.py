@@ -20,10 +20,12 @@ This file travels with exported checkpoints and is imported by Transformers from
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 from transformers.image_processing_backends import PilBackend, TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature, get_size_dict
@@ -225,11 +227,19 @@ class SoftImageProcessorMixin:
         kwargs = resolve_crop_pct(kwargs, self.crop_pct, self.crop_size)
         return super().preprocess(images, *args, **kwargs)
 
+    def fetch_images(self, image_url_or_urls):
+        """Open local image files with PIL keeping their mode (16-bit stays 16-bit until `standardize_image`
+        rescales it; the base loaders clip it at 255), applying the EXIF orientation; URLs go to the backend."""
+        if isinstance(image_url_or_urls, (list, tuple)):
+            return [self.fetch_images(item) for item in image_url_or_urls]
+        if isinstance(image_url_or_urls, str) and os.path.isfile(image_url_or_urls):
+            image = PIL.ImageOps.exif_transpose(PIL.Image.open(image_url_or_urls))
+            image.load()
+            return image
+        return super().fetch_images(image_url_or_urls)
+
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
-        if isinstance(images, (list, tuple)) and len(images) == 0:
-            raise ValueError("Got an empty list of images: pass at least one image.")
-        if images is None:
-            raise ValueError("No images given: pass a PIL image, a NumPy array, a torch tensor or a list of them.")
+        """Load paths/URLs, then check, convert and flatten the images (see `flatten_images`)."""
         images = self.fetch_images(images) if _contains_strings(images) else images
         return flatten_images(images)
 

@@ -101,7 +101,7 @@ def _rgb_reference(processor, image: PIL.Image.Image) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_converts_grayscale_alpha_palette_and_16_bit_images(backend, photos):
+def test_converts_grayscale_alpha_palette_and_16_bit_images(backend, photos, tmp_path):
     processor = BACKENDS[backend]()
     rgb = photos["chelsea"]
     gray = np.array(PIL.Image.fromarray(rgb).convert("L"))  # (300, 451) uint8, writable
@@ -117,6 +117,8 @@ def test_converts_grayscale_alpha_palette_and_16_bit_images(backend, photos):
     assert sixteen_bit.mode == "I;16"
     torch.testing.assert_close(_rgb_reference(processor, sixteen_bit), gray_rgb, atol=0, rtol=0)
     torch.testing.assert_close(_rgb_reference(processor, gray16), gray_rgb, atol=0, rtol=0)
+    sixteen_bit.save(tmp_path / "gray16.png")  # a 16-bit PNG file, given by path
+    torch.testing.assert_close(_rgb_reference(processor, str(tmp_path / "gray16.png")), gray_rgb, atol=0, rtol=0)
     rgb16 = rgb.astype(np.uint16) * 257
     torch.testing.assert_close(
         _rgb_reference(processor, rgb16), _rgb_reference(processor, PIL.Image.fromarray(rgb)), atol=0, rtol=0
