@@ -1,0 +1,1043 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Training SOFT image classifiers with Accelerate, following the official ImageNet recipe.
+
+The recipe of the official code (github.com/fudan-zvg/SOFT, `main.py` and `config/SOFT_*.yaml`), used as defaults:
+AdamW with lr 1e-3 per 1024 images of global batch (linear scaling), weight decay 0.05 except norms, biases,
+position embeddings and the classification token, a cosine schedule to 5e-5 with 10 warmup epochs from 1e-6 (timm's
+`CosineLRScheduler`, stepped per optimizer update), 300 epochs, gradient clipping at 1.0, label smoothing 0.1, mixup
+0.8 / cutmix 1.0 (timm's `Mixup` with `SoftTargetCrossEntropy`), RandAugment `rand-m9-mstd0.5-inc1`, random erasing
+0.25 (timm's `create_transform`), drop path 0.1 and optionally an EMA of the weights (decay 0.99996).
+
+Accelerate provides devices, mixed precision, gradient accumulation, multi-process training (`accelerate launch`),
+trackers and `save_state`/`load_state` checkpoints. Resuming is exact: the data order depends only on
+`(seed, epoch)`, each sample's augmentation only on `(seed, epoch, index)`, and `load_state` restores the model,
+optimizer, EMA and RNG states; the learning rate is a function of the number of completed optimizer steps.
+
+`scripts/train.py` is `main()`; `train(args)` can be called from Python with `parse_train_args([...])`.
+This module does not travel with checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .configuration_soft import PRESET_NAMES, SoftConfig
+from .data import (
+    DEFAULT_FASHION_MNIST_DIR,
+    UNREADABLE_LABEL,
+    AugmentationConfig,
+    EpochShuffleSampler,
+    ImageClassificationDataset,
+    StreamingImageClassificationDataset,
+    build_eval_transform,
+    build_train_transform,
+    collate_image_classification,
+    label_mapping_to_model,
+    load_image_classification_data,
+)
+from .evaluation import evaluate_model, metrics_for_card
+from .modeling_soft import minimum_image_size
+
+
+logger = logging.getLogger(__name__)
+
+# Architectures for short runs, beside the official presets of `SoftConfig.from_preset`. Small inputs need small
+# landmark strides: with the official (8, 4, 2) a 32x32 image leaves one landmark per SOFT stage.
+TRAINING_PRESETS = {
+    # ~1.2M parameters, for 32x32 inputs (Fashion-MNIST demo on a CPU).
+    "soft-demo": {
+        "hidden_sizes": [32, 64, 128, 192],
+        "depths": [1, 1, 2, 1],
+        "num_attention_heads": [1, 2, 4, 6],
+        "sr_ratios": [4, 2, 2, 1],
+        "stem_hidden_size": 16,
+        "image_size": 32,
+    },
+}
+MODEL_TYPES = PRESET_NAMES + list(TRAINING_PRESETS)
+REFERENCE_BATCH_SIZE = 1024
+TRAIN_LOG_NAME = "train_log.jsonl"
+TRAINING_STATE_NAME = "training_state.json"
+CHECKPOINTS_DIR_NAME = "checkpoints"
+CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recipe pieces
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int, reference: int = REFERENCE_BATCH_SIZE) -> float:
+    """The official linear scaling rule: `base_learning_rate` is the rate for `reference` images per update."""
+    return base_learning_rate * global_batch_size / reference
+
+
+def is_no_weight_decay_parameter(module: nn.Module, parameter_name: str) -> bool:
+    """Norm weights/biases, every bias, position embeddings and the classification token are not decayed."""
+    norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+    return isinstance(module, norm_types) or parameter_name in ("bias", "position_embeddings", "cls_token")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW parameter groups: decayed weights and the exempt parameters (`is_no_weight_decay_parameter`).
+    Each group also lists its parameter names (under "names") for inspection."""
+    decay, no_decay, decay_names, no_decay_names = [], [], [], []
+    for module_name, module in model.named_modules():
+        for parameter_name, parameter in module.named_parameters(recurse=False):
+            if not parameter.requires_grad:
+                continue
+            full_name = f"{module_name}.{parameter_name}" if module_name else parameter_name
+            if is_no_weight_decay_parameter(module, parameter_name):
+                no_decay.append(parameter)
+                no_decay_names.append(full_name)
+            else:
+                decay.append(parameter)
+                decay_names.append(full_name)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "names": decay_names},
+        {"params": no_decay, "weight_decay": 0.0, "names": no_decay_names},
+    ]
+
+
+def create_optimizer(model: nn.Module, learning_rate: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    groups = [{key: value for key, value in group.items() if key != "names"} for group in parameter_groups(model, weight_decay)]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+
+def create_lr_scheduler(optimizer, total_steps: int, warmup_steps: int, warmup_learning_rate: float, min_learning_rate: float):
+    """timm's cosine schedule, stepped per optimizer update (`scheduler.step_update(num_updates)`): linear warmup from
+    `warmup_learning_rate` over `warmup_steps`, then cosine to `min_learning_rate` at `total_steps` (the warmup
+    counts towards the cosine period, as in the official runs)."""
+    from timm.scheduler import CosineLRScheduler
+
+    return CosineLRScheduler(
+        optimizer,
+        t_initial=max(1, total_steps),
+        lr_min=min_learning_rate,
+        warmup_t=warmup_steps,
+        warmup_lr_init=warmup_learning_rate,
+        t_in_epochs=False,
+    )
+
+
+def build_loss(mixup_active: bool, label_smoothing: float) -> nn.Module:
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if mixup_active:
+        return SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
+    if label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def build_model_config(
+    model_type: str,
+    num_labels: int,
+    id2label: dict[int, str],
+    image_size: int | None = None,
+    drop_path_rate: float = 0.1,
+    config_overrides: dict | None = None,
+) -> SoftConfig:
+    """Config of a model trained from scratch: an official preset (`soft-tiny` ...) or a `TRAINING_PRESETS` entry,
+    with `config_overrides` (any SoftConfig field) applied last."""
+    key = model_type.lower()
+    arguments = dict(TRAINING_PRESETS.get(key, {}))
+    arguments.update(
+        num_labels=num_labels,
+        id2label=dict(id2label),
+        label2id={name: index for index, name in id2label.items()},
+        drop_path_rate=drop_path_rate,
+    )
+    if image_size is not None:
+        arguments["image_size"] = image_size
+    arguments.update(config_overrides or {})
+    if key in TRAINING_PRESETS:
+        return SoftConfig(**arguments)
+    if key not in [name.lower() for name in PRESET_NAMES]:
+        raise ValueError(f"Unknown --model_type {model_type!r}; choose one of {MODEL_TYPES}.")
+    return SoftConfig.from_preset(key, **arguments)
+
+
+def default_num_workers(accelerator) -> int:
+    """Data-loader workers per process: the CPUs of this machine shared by its processes, minus one for the
+    training process itself, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_processes = max(1, accelerator.num_processes // max(1, getattr(accelerator.state, "num_nodes", 1) or 1))
+    return max(0, min(8, cpus // local_processes - 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, evaluation_only: bool = False) -> None:
+    """Data-source flags shared by training and evaluation (names follow Transformers' image-classification example)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset_name", default=None, help="Hub dataset id or local dataset script/folder.")
+    group.add_argument("--dataset_config_name", default=None)
+    group.add_argument("--train_dir", default=None, help="Image folder with one sub-folder per class.")
+    group.add_argument("--validation_dir", default=None, help="Image folder with one sub-folder per class.")
+    group.add_argument(
+        "--fashion_mnist_dir",
+        default=None,
+        help=f"idx files of the offline default, Fashion-MNIST (default {DEFAULT_FASHION_MNIST_DIR}, where the Debian "
+        "package dataset-fashion-mnist installs them). Used when neither --dataset_name nor --train_dir is given.",
+    )
+    group.add_argument("--streaming", action="store_true", help="Stream a Hub dataset instead of downloading it.")
+    group.add_argument("--image_column_name", default="image")
+    group.add_argument("--label_column_name", default="label")
+    group.add_argument(
+        "--train_val_split",
+        type=float,
+        default=0.15,
+        help="Fraction of the training split held out for validation when the data has no validation split.",
+    )
+    if not evaluation_only:
+        group.add_argument("--max_train_samples", type=int, default=None, help="Train on a seeded random subset.")
+    group.add_argument("--max_eval_samples", type=int, default=None, help="Evaluate on a seeded random subset.")
+    group.add_argument("--cache_dir", default=None, help="Cache folder of `datasets`/Transformers downloads.")
+    group.add_argument(
+        "--num_workers", type=int, default=None, help="Data-loader workers per process (default: CPUs per process - 1)."
+    )
+    if evaluation_only:
+        group.add_argument("--seed", type=int, default=42, help="Seed of the subset selection.")
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train or fine-tune a SOFT image classifier with the official recipe. Run with `python` or "
+        "`accelerate launch` (CPU, one or many GPUs, many nodes)."
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model_name_or_path", default=None, help="Fine-tune this pretrained SOFT (exported folder or Hub id)."
+    )
+    model.add_argument(
+        "--model_type",
+        default="soft-tiny",
+        type=str.lower,
+        choices=MODEL_TYPES,
+        help="Architecture trained from scratch when --model_name_or_path is not given (default soft-tiny).",
+    )
+    model.add_argument(
+        "--config_overrides",
+        default=None,
+        help='JSON object of SoftConfig fields overriding the preset, e.g. \'{"depths": [1, 1, 1, 1]}\'.',
+    )
+    model.add_argument(
+        "--image_size",
+        type=int,
+        default=None,
+        help="Training crop and evaluation crop size (multiple of 32; default: the model's image_size).",
+    )
+    model.add_argument("--crop_pct", type=float, default=0.9, help="Evaluation: resize to image_size / crop_pct, crop.")
+    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    model.add_argument(
+        "--ignore_mismatched_sizes",
+        action="store_true",
+        help="Fine-tuning with a new label set: re-initialise the classifier when its size differs.",
+    )
+    model.add_argument("--trust_remote_code", action="store_true")
+
+    add_data_arguments(parser)
+
+    optimization = parser.add_argument_group("optimisation (official recipe defaults)")
+    optimization.add_argument("--per_device_train_batch_size", type=int, default=128)
+    optimization.add_argument("--per_device_eval_batch_size", type=int, default=128)
+    optimization.add_argument(
+        "--learning_rate",
+        type=float,
+        default=1e-3,
+        help=f"Peak learning rate per {REFERENCE_BATCH_SIZE} images of global batch (scaled linearly; see --no_lr_scaling).",
+    )
+    optimization.add_argument(
+        "--no_lr_scaling", action="store_true", help="Use --learning_rate as is, without the linear scaling rule."
+    )
+    optimization.add_argument("--weight_decay", type=float, default=0.05)
+    optimization.add_argument("--adam_beta1", type=float, default=0.9)
+    optimization.add_argument("--adam_beta2", type=float, default=0.999)
+    optimization.add_argument("--adam_epsilon", type=float, default=1e-8)
+    optimization.add_argument("--num_train_epochs", type=int, default=300)
+    optimization.add_argument(
+        "--max_train_steps", type=int, default=None, help="Total optimizer steps; overrides --num_train_epochs."
+    )
+    optimization.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optimization.add_argument("--warmup_epochs", type=float, default=10)
+    optimization.add_argument("--warmup_steps", type=int, default=None, help="Overrides --warmup_epochs.")
+    optimization.add_argument("--warmup_learning_rate", type=float, default=1e-6)
+    optimization.add_argument("--min_learning_rate", type=float, default=5e-5)
+    optimization.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
+    optimization.add_argument("--label_smoothing", type=float, default=0.1)
+    optimization.add_argument("--mixup", type=float, default=0.8, help="Mixup alpha (0 disables).")
+    optimization.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0 disables).")
+    optimization.add_argument("--mixup_prob", type=float, default=1.0)
+    optimization.add_argument("--mixup_switch_prob", type=float, default=0.5)
+    optimization.add_argument("--mixup_mode", choices=("batch", "pair", "elem"), default="batch")
+    optimization.add_argument("--auto_augment", default="rand-m9-mstd0.5-inc1", help="timm policy; 'none' disables.")
+    optimization.add_argument("--color_jitter", type=float, default=0.4, help="Used only when --auto_augment is none.")
+    optimization.add_argument("--reprob", type=float, default=0.25, help="Random-erasing probability.")
+    optimization.add_argument("--remode", default="pixel")
+    optimization.add_argument("--recount", type=int, default=1)
+    optimization.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), help="Random-resized-crop scale.")
+    optimization.add_argument("--ratio", type=float, nargs=2, default=(3 / 4, 4 / 3))
+    optimization.add_argument("--hflip", type=float, default=0.5)
+    optimization.add_argument("--train_interpolation", default="random")
+    optimization.add_argument("--model_ema", action="store_true", help="Keep (and evaluate, export) an EMA of the weights.")
+    optimization.add_argument("--model_ema_decay", type=float, default=0.99996)
+    optimization.add_argument("--seed", type=int, default=42)
+    optimization.add_argument(
+        "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Default: the accelerate config/launcher."
+    )
+    optimization.add_argument(
+        "--cpu",
+        action="store_true",
+        help="Run on the CPU even if accelerators are present. Several CPU processes: `accelerate launch --multi_gpu "
+        "--num_processes N scripts/train.py --cpu` (torchrun + gloo; `accelerate launch --cpu` starts one process "
+        "unless MPI is installed).",
+    )
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default="outputs/soft-image-classification")
+    run.add_argument(
+        "--checkpointing_steps",
+        default=None,
+        help="Save the training state every N optimizer steps, or 'epoch' at every epoch end.",
+    )
+    run.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep only the newest N checkpoints.")
+    run.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (newest checkpoint in OUTPUT_DIR/checkpoints, or start afresh if none) or a checkpoint folder.",
+    )
+    run.add_argument(
+        "--stop_after_steps",
+        type=int,
+        default=None,
+        help="End this invocation after N optimizer steps with a checkpoint, keeping the full schedule (for "
+        "time-limited job slots); continue with --resume_from_checkpoint latest.",
+    )
+    run.add_argument(
+        "--eval_every_epochs", type=int, default=1, help="Validate every N epochs (0: only at the end of training)."
+    )
+    run.add_argument("--save_predictions", action="store_true", help="Write per-image predictions of the final eval.")
+    run.add_argument("--with_tracking", action="store_true", help="Log to trackers (--report_to).")
+    run.add_argument("--report_to", default="tensorboard", help="Accelerate tracker(s): tensorboard, wandb, all, ...")
+    run.add_argument("--logging_steps", type=int, default=10, help="Tracker logging interval in optimizer steps.")
+    run.add_argument("--push_to_hub", action="store_true", help="Upload the final export to --hub_model_id.")
+    run.add_argument("--hub_model_id", default=None)
+    run.add_argument("--hub_token", default=None)
+    run.add_argument("--hub_private_repo", action="store_true")
+    return parser
+
+
+def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_train_parser().parse_args(argv)
+    check_train_args(args)
+    return args
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Reject inconsistent flags with a message that names the fix."""
+    if args.dataset_name is not None and (args.train_dir is not None or args.validation_dir is not None):
+        raise ValueError("Pass either --dataset_name or --train_dir/--validation_dir, not both.")
+    if args.validation_dir is not None and args.train_dir is None:
+        raise ValueError("--validation_dir needs --train_dir (evaluate a saved model with scripts/evaluate.py instead).")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "num_train_epochs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        raise ValueError(f"--max_train_steps must be at least 1, got {args.max_train_steps}.")
+    if (args.mixup > 0 or args.cutmix > 0) and args.per_device_train_batch_size % 2:
+        raise ValueError(
+            f"Mixup/CutMix pair up images within a batch: --per_device_train_batch_size must be even, got "
+            f"{args.per_device_train_batch_size} (or pass --mixup 0 --cutmix 0)."
+        )
+    if args.checkpointing_steps is not None and args.checkpointing_steps != "epoch":
+        if not str(args.checkpointing_steps).isdigit() or int(args.checkpointing_steps) < 1:
+            raise ValueError(f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/soft-tiny-finetuned).")
+    if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
+        raise ValueError(f"--image_size must be a multiple of 32 and at least 32, got {args.image_size}.")
+    if args.config_overrides is not None:
+        try:
+            overrides = json.loads(args.config_overrides)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--config_overrides must be a JSON object: {error}") from error
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--config_overrides must be a JSON object, got {args.config_overrides!r}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """Complete checkpoints in `output_dir/checkpoints`, oldest first."""
+    folder = os.path.join(output_dir, CHECKPOINTS_DIR_NAME)
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        match = CHECKPOINT_PATTERN.match(name)
+        if match and os.path.isfile(os.path.join(folder, name, TRAINING_STATE_NAME)):
+            found.append((int(match.group(1)), os.path.join(folder, name)))
+    return [path for _, path in sorted(found)]
+
+
+def resolve_checkpoint(resume_from_checkpoint: str, output_dir: str) -> str | None:
+    """The checkpoint folder to resume from, or None for 'latest' when there is none yet."""
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1] if checkpoints else None
+    if not os.path.isfile(os.path.join(resume_from_checkpoint, TRAINING_STATE_NAME)):
+        raise ValueError(
+            f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a checkpoint of this script (no "
+            f"{TRAINING_STATE_NAME}); pass a folder OUTPUT_DIR/{CHECKPOINTS_DIR_NAME}/step_N or 'latest'."
+        )
+    return resume_from_checkpoint
+
+
+def save_checkpoint(accelerator, output_dir: str, state: dict, total_limit: int | None = None) -> str:
+    """`accelerator.save_state` into a temporary folder, then rename it to `checkpoints/step_N` (atomic for readers:
+    a folder named step_N is always complete). `state` (JSON) records the position in the data and the run setup."""
+    folder = os.path.join(output_dir, CHECKPOINTS_DIR_NAME)
+    final = os.path.join(folder, f"step_{state['completed_steps']}")
+    staging = os.path.join(folder, f".step_{state['completed_steps']}.tmp")
+    if accelerator.is_main_process:
+        os.makedirs(folder, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(staging)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(os.path.join(staging, TRAINING_STATE_NAME), "w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=2)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        if total_limit is not None:
+            for old in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def read_train_log(output_dir: str) -> list[dict]:
+    """Per-step records of `train_log.jsonl` (step, epoch, loss, learning_rate, ...), last record per step kept."""
+    path = os.path.join(output_dir, TRAIN_LOG_NAME)
+    records = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    records[record["step"]] = record
+    return [records[step] for step in sorted(records)]
+
+
+def _truncate_train_log(output_dir: str, completed_steps: int) -> None:
+    """Drop log records past the resumed step (written by the interrupted run after its last checkpoint)."""
+    path = os.path.join(output_dir, TRAIN_LOG_NAME)
+    kept = [record for record in read_train_log(output_dir) if record["step"] <= completed_steps]
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in kept:
+            handle.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model and data setup
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_model_and_processor(args, label_names: list[str]):
+    """The model to train (from scratch or pretrained) and its image processor (the evaluation transform)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    from .image_processing_soft import SoftImageProcessor
+
+    id2label = dict(enumerate(label_names))
+    overrides = json.loads(args.config_overrides) if args.config_overrides else {}
+    if args.model_name_or_path is None:
+        config = build_model_config(args.model_type, len(label_names), id2label, args.image_size, args.drop_path_rate, overrides)
+        from .modeling_soft import SoftForImageClassification
+
+        model = SoftForImageClassification(config)
+        image_processor = None
+    else:
+        pretrained_config = AutoConfig.from_pretrained(
+            args.model_name_or_path, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
+        )
+        if pretrained_config.num_labels != len(label_names) and not args.ignore_mismatched_sizes:
+            raise ValueError(
+                f"{args.model_name_or_path} has {pretrained_config.num_labels} classes and the data has "
+                f"{len(label_names)}: pass --ignore_mismatched_sizes to fine-tune with a new classifier."
+            )
+        config_arguments = dict(
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id={name: index for index, name in id2label.items()},
+            drop_path_rate=args.drop_path_rate,
+            **overrides,
+        )
+        config = AutoConfig.from_pretrained(
+            args.model_name_or_path, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code, **config_arguments
+        )
+        model = AutoModelForImageClassification.from_pretrained(
+            args.model_name_or_path,
+            config=config,
+            cache_dir=args.cache_dir,
+            ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+            trust_remote_code=args.trust_remote_code,
+        )
+        image_processor = None
+        if args.image_size is None:
+            try:
+                image_processor = AutoImageProcessor.from_pretrained(
+                    args.model_name_or_path, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
+                )
+            except (OSError, ValueError):
+                image_processor = None
+    if image_processor is None:
+        crop = args.image_size or model.config.image_size
+        image_processor = SoftImageProcessor(crop_size={"height": crop, "width": crop}, crop_pct=args.crop_pct)
+    crop = dict(image_processor.crop_size)["height"]
+    smallest = minimum_image_size(model.config)
+    if crop < smallest:
+        raise ValueError(
+            f"Images of {crop}x{crop} are too small for this SOFT (landmark strides {model.config.sr_ratios[:-1]} "
+            f"need at least {smallest}x{smallest}); raise --image_size or lower sr_ratios with --config_overrides."
+        )
+    return model, image_processor
+
+
+@dataclass
+class RunLayout:
+    """Where a run writes: exports, checkpoints, logs."""
+
+    output_dir: str
+
+    @property
+    def final(self) -> str:
+        return os.path.join(self.output_dir, "final")
+
+    @property
+    def best(self) -> str:
+        return os.path.join(self.output_dir, "best")
+
+    @property
+    def ema(self) -> str:
+        return os.path.join(self.output_dir, "ema")
+
+    @property
+    def train_log(self) -> str:
+        return os.path.join(self.output_dir, TRAIN_LOG_NAME)
+
+
+def push_folder_to_hub(folder: str, repo_id: str, token: str | None = None, private: bool = False, message: str = "Upload SOFT") -> str:
+    """Create the Hub repository if needed and upload `folder` to it; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model", commit_message=message)
+    return str(getattr(commit, "commit_url", commit))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run training as configured by `build_train_parser` flags; returns the final results (also written to
+    OUTPUT_DIR/all_results.json). Returns early, without final evaluation/export, when --stop_after_steps ends
+    the invocation."""
+    import datasets
+    import transformers
+    from accelerate import Accelerator
+    from accelerate.logging import get_logger
+    from accelerate.utils import set_seed
+    from timm.data import Mixup
+    from tqdm.auto import tqdm
+
+    from .export import export_pretrained
+
+    check_train_args(args)
+    accelerator_log_kwargs = {}
+    if args.with_tracking:
+        accelerator_log_kwargs = {"log_with": args.report_to, "project_dir": args.output_dir}
+    accelerator = Accelerator(
+        cpu=args.cpu,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        **accelerator_log_kwargs,
+    )
+    run_logger = get_logger(__name__)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    run_logger.info(accelerator.state, main_process_only=False)
+    if accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.set_verbosity_warning()
+    else:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+    set_seed(args.seed)
+    layout = RunLayout(args.output_dir)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+            json.dump(vars(args), handle, indent=2)
+    accelerator.wait_for_everyone()
+
+    # Data ---------------------------------------------------------------------------------------------------------
+    with accelerator.main_process_first():
+        data = load_image_classification_data(
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_dir=args.train_dir,
+            validation_dir=args.validation_dir,
+            fashion_mnist_dir=args.fashion_mnist_dir,
+            streaming=args.streaming,
+            image_column_name=args.image_column_name,
+            label_column_name=args.label_column_name,
+            train_val_split=args.train_val_split,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            trust_remote_code=args.trust_remote_code,
+        )
+    label_names = data.label_names
+    model, image_processor = build_model_and_processor(args, label_names)
+    label_mapping = label_mapping_to_model(label_names, model.config.id2label)
+    image_size = dict(image_processor.crop_size)["height"]
+    augmentation = AugmentationConfig(
+        image_size=image_size,
+        scale=tuple(args.scale),
+        ratio=tuple(args.ratio),
+        hflip=args.hflip,
+        color_jitter=args.color_jitter,
+        auto_augment=args.auto_augment,
+        interpolation=args.train_interpolation,
+        re_prob=args.reprob,
+        re_mode=args.remode,
+        re_count=args.recount,
+        mean=tuple(image_processor.image_mean),
+        std=tuple(image_processor.image_std),
+    )
+    dataset_kwargs = dict(
+        image_column=data.image_column,
+        label_column=data.label_column,
+        label_mapping=label_mapping,
+        string_labels=data.string_labels,
+        seed=args.seed,
+        blank_size=image_size,
+    )
+    dataset_class = StreamingImageClassificationDataset if data.streaming else ImageClassificationDataset
+    train_dataset = dataset_class(data.split("train"), build_train_transform(augmentation), **dataset_kwargs)
+    eval_dataset = dataset_class(data.split("validation"), build_eval_transform(image_processor), **dataset_kwargs)
+    num_workers = args.num_workers if args.num_workers is not None else default_num_workers(accelerator)
+    global_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    if not data.streaming and len(train_dataset) < args.per_device_train_batch_size * accelerator.num_processes:
+        raise ValueError(
+            f"The training split has {len(train_dataset)} images, fewer than one batch of "
+            f"{args.per_device_train_batch_size} x {accelerator.num_processes} processes; lower "
+            "--per_device_train_batch_size or add data."
+        )
+    loader_kwargs = dict(
+        collate_fn=collate_image_classification,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG untouched by loader iterators
+    )
+    train_sampler = None if data.streaming else EpochShuffleSampler(len(train_dataset), seed=args.seed)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset, batch_size=args.per_device_train_batch_size, sampler=train_sampler, drop_last=True, **loader_kwargs
+    )
+    eval_dataloader = torch.utils.data.DataLoader(
+        eval_dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, **loader_kwargs
+    )
+
+    # Optimizer, schedule, loss ------------------------------------------------------------------------------------
+    learning_rate = args.learning_rate if args.no_lr_scaling else linear_scaled_learning_rate(args.learning_rate, global_batch_size)
+    optimizer = create_optimizer(
+        model, learning_rate, args.weight_decay, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
+    )
+    model, optimizer, train_dataloader, eval_dataloader = accelerator.prepare(
+        model, optimizer, train_dataloader, eval_dataloader
+    )
+    # Model initialisation used the same seed everywhere; dropout, drop path and mixup draw per-process streams.
+    set_seed(args.seed, device_specific=True)
+    if data.streaming:
+        num_examples = _streamed_split_size(data.split("train"))
+        batches_per_epoch = num_examples // (args.per_device_train_batch_size * accelerator.num_processes) if num_examples else None
+    else:
+        batches_per_epoch = len(train_dataloader)
+    steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps) if batches_per_epoch else None
+    if steps_per_epoch is None and (args.max_train_steps is None or args.warmup_steps is None):
+        raise ValueError(
+            "The streamed training split does not announce its size, so epochs cannot be converted to steps: pass "
+            "--max_train_steps and --warmup_steps."
+        )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch) if steps_per_epoch else 10**9
+    warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_epochs * steps_per_epoch)
+    scheduler = create_lr_scheduler(optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, args.min_learning_rate)
+    mixup_active = args.mixup > 0 or args.cutmix > 0
+    mixup = (
+        Mixup(
+            mixup_alpha=args.mixup,
+            cutmix_alpha=args.cutmix,
+            prob=args.mixup_prob,
+            switch_prob=args.mixup_switch_prob,
+            mode=args.mixup_mode,
+            label_smoothing=args.label_smoothing,
+            num_classes=len(label_names),
+        )
+        if mixup_active
+        else None
+    )
+    criterion = build_loss(mixup_active, args.label_smoothing)
+
+    ema = None
+    if args.model_ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=args.model_ema_decay)
+        accelerator.register_for_checkpointing(ema)
+
+    checkpointing_steps = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+    checkpoint_every_epoch = args.checkpointing_steps == "epoch"
+    run_setup = {
+        "num_processes": accelerator.num_processes,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_train_steps": max_train_steps,
+        "seed": args.seed,
+    }
+
+    # Resume -------------------------------------------------------------------------------------------------------
+    completed_steps, starting_epoch, resume_batches = 0, 0, 0
+    history: list[dict] = []
+    best = {"top1_accuracy": None, "epoch": None, "step": None}
+    totals = {"training_seconds": 0.0, "train_images": 0, "skipped_train_images": 0}
+    evaluate_first = False
+    if args.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        if checkpoint is None:
+            run_logger.info("No checkpoint in %s yet: starting from scratch.", os.path.join(args.output_dir, CHECKPOINTS_DIR_NAME))
+        else:
+            with open(os.path.join(checkpoint, TRAINING_STATE_NAME), encoding="utf-8") as handle:
+                saved = json.load(handle)
+            changed = {key: (saved["setup"].get(key), value) for key, value in run_setup.items() if saved["setup"].get(key) != value}
+            if changed:
+                raise ValueError(
+                    f"Cannot resume {checkpoint} exactly: the run setup changed ({', '.join(f'{key}: {old} -> {new}' for key, (old, new) in changed.items())}). "
+                    "Resume with the same processes, batch size, accumulation, schedule length and seed."
+                )
+            accelerator.load_state(checkpoint)
+            completed_steps = saved["completed_steps"]
+            starting_epoch, resume_batches = saved["epoch"], saved["batches_in_epoch"]
+            history, best, totals = saved["history"], saved["best"], saved["totals"]
+            if batches_per_epoch is not None and resume_batches >= batches_per_epoch:
+                evaluate_first = not saved.get("epoch_finished", False)
+                starting_epoch, resume_batches = starting_epoch + 1, 0
+            run_logger.info("Resumed from %s at step %d (epoch %d, batch %d).", checkpoint, completed_steps, starting_epoch, resume_batches)
+            if accelerator.is_main_process:
+                _truncate_train_log(args.output_dir, completed_steps)
+
+    if args.with_tracking:
+        hyperparameters = {key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))}
+        accelerator.init_trackers("soft_image_classification", config=hyperparameters)
+
+    num_parameters = sum(parameter.numel() for parameter in accelerator.unwrap_model(model).parameters())
+    run_logger.info("***** Training SOFT *****")
+    run_logger.info("  Data: %s (%s classes)", data.source, len(label_names))
+    if not data.streaming:
+        run_logger.info("  Training images: %d, validation images: %d", len(train_dataset), len(eval_dataset))
+    run_logger.info("  Parameters: %.2fM, image size %d", num_parameters / 1e6, image_size)
+    run_logger.info("  Epochs: %s, optimizer steps: %d (%s per epoch), warmup steps: %d", num_epochs, max_train_steps, steps_per_epoch, warmup_steps)
+    run_logger.info("  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g", global_batch_size, args.per_device_train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, learning_rate)
+
+    # Loop helpers -------------------------------------------------------------------------------------------------
+    def evaluate_and_track(epoch: int, predictions_path: str | None = None) -> dict:
+        results = evaluate_model(model, eval_dataloader, accelerator, label_names, predictions_path=predictions_path)
+        record = {"epoch": epoch, "step": completed_steps, **{key: results[key] for key in ("top1_accuracy", "top5_accuracy", "loss", "num_samples", "num_skipped")}}
+        if ema is not None:
+            ema_results = evaluate_model(ema.module, eval_dataloader, accelerator, label_names)
+            record["ema_top1_accuracy"], record["ema_top5_accuracy"] = ema_results["top1_accuracy"], ema_results["top5_accuracy"]
+            results["ema"] = ema_results
+        run_logger.info(
+            "epoch %d step %d: top-1 %.4f top-5 %.4f loss %.4f%s", epoch, completed_steps, results["top1_accuracy"],
+            results["top5_accuracy"], results["loss"],
+            f" (EMA top-1 {record['ema_top1_accuracy']:.4f})" if ema is not None else "",
+        )
+        if args.with_tracking:
+            accelerator.log({f"eval/{key}": value for key, value in record.items() if key not in ("epoch", "step")}, step=completed_steps)
+        history.append(record)
+        return results
+
+    def export(target: str, export_model, results: dict, note: str) -> None:
+        if accelerator.is_main_process:
+            metrics = metrics_for_card(results)
+            metrics.update(
+                {"train_images_per_second": throughput(), "epoch": completed_steps / steps_per_epoch if steps_per_epoch else completed_steps}
+            )
+            export_pretrained(
+                export_model,
+                target,
+                image_processor=image_processor,
+                metrics=metrics,
+                dataset_name=data.hub_dataset_id,
+                provenance=_provenance(args, data.source, completed_steps, global_batch_size, note),
+                repo_id=args.hub_model_id,
+            )
+        accelerator.wait_for_everyone()
+
+    def throughput() -> float:
+        return totals["train_images"] / totals["training_seconds"] if totals["training_seconds"] > 0 else float("nan")
+
+    def end_of_epoch(epoch: int) -> None:
+        """Validate (and export the best model) at the end of an epoch, as configured."""
+        if args.eval_every_epochs and (epoch + 1) % args.eval_every_epochs == 0 and completed_steps < max_train_steps:
+            results = evaluate_and_track(epoch)
+            if best["top1_accuracy"] is None or results["top1_accuracy"] > best["top1_accuracy"]:
+                best.update(top1_accuracy=results["top1_accuracy"], epoch=epoch, step=completed_steps)
+                export(layout.best, accelerator.unwrap_model(model), results, f"best validation top-1 so far (epoch {epoch + 1})")
+
+    def checkpoint_state(epoch: int, batches_in_epoch: int, epoch_finished: bool) -> dict:
+        return {
+            "completed_steps": completed_steps,
+            "epoch": epoch,
+            "batches_in_epoch": batches_in_epoch,
+            "epoch_finished": epoch_finished,
+            "setup": run_setup,
+            "history": history,
+            "best": best,
+            "totals": totals,
+        }
+
+    # Loop ---------------------------------------------------------------------------------------------------------
+    progress_bar = tqdm(
+        total=max_train_steps, initial=completed_steps, disable=not accelerator.is_local_main_process, desc="train", dynamic_ncols=True
+    )
+    log_handle = open(layout.train_log, "a", encoding="utf-8") if accelerator.is_main_process else None
+    recent = deque(maxlen=20)  # (images, seconds) of recent steps for the progress bar
+    stopped_early = False
+    if evaluate_first:
+        end_of_epoch(starting_epoch - 1)
+    model.train()
+    for epoch in range(starting_epoch, num_epochs):
+        if completed_steps >= max_train_steps:
+            break
+        model.train()
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+        train_dataset.set_epoch(epoch)
+        train_dataloader.set_epoch(epoch)
+        active_dataloader = train_dataloader
+        batches_in_epoch = 0
+        if epoch == starting_epoch and resume_batches:
+            active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            batches_in_epoch = resume_batches
+        step_loss = torch.zeros((), device=accelerator.device)
+        step_images = torch.zeros((), device=accelerator.device, dtype=torch.long)
+        step_skipped = torch.zeros((), device=accelerator.device, dtype=torch.long)
+        step_start = time.perf_counter()  # time spent on evaluation and checkpoints is not training time
+        for batch in active_dataloader:
+            batches_in_epoch += 1
+            with accelerator.accumulate(model):
+                pixel_values, labels = batch["pixel_values"], batch["labels"]
+                valid = labels != UNREADABLE_LABEL
+                step_skipped += (~valid).sum()
+                if not bool(valid.all()):
+                    pixel_values, labels = pixel_values[valid], labels[valid]
+                    if mixup is not None and len(labels) % 2:
+                        pixel_values, labels = pixel_values[:-1], labels[:-1]
+                    if len(labels) == 0:
+                        raise ValueError("Every image of a training batch was unreadable; check the training data.")
+                targets = labels
+                if mixup is not None:
+                    pixel_values, targets = mixup(pixel_values, labels)
+                logits = model(pixel_values=pixel_values).logits
+                loss = criterion(logits.float(), targets)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                scheduler.step_update(completed_steps)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.detach() / args.gradient_accumulation_steps
+                step_images += len(labels)
+            if not accelerator.sync_gradients:
+                continue
+
+            # One optimizer step completed.
+            learning_rate_used = optimizer.param_groups[0]["lr"]
+            completed_steps += 1
+            if ema is not None:
+                ema.update(accelerator.unwrap_model(model), step=completed_steps)
+            mean_loss = accelerator.reduce(step_loss, reduction="mean").item()
+            images = int(accelerator.reduce(step_images, reduction="sum").item())
+            skipped = int(accelerator.reduce(step_skipped, reduction="sum").item())
+            now = time.perf_counter()
+            seconds = now - step_start
+            totals["training_seconds"] += seconds
+            totals["train_images"] += images
+            totals["skipped_train_images"] += skipped
+            recent.append((images, seconds))
+            images_per_second = sum(count for count, _ in recent) / max(1e-9, sum(time_ for _, time_ in recent))
+            record = {
+                "step": completed_steps,
+                "epoch": epoch,
+                "loss": mean_loss,
+                "learning_rate": learning_rate_used,
+                "images_per_second": images_per_second,
+                "skipped_images": skipped,
+            }
+            if log_handle is not None:
+                log_handle.write(json.dumps(record) + "\n")
+                log_handle.flush()
+            if skipped:
+                run_logger.warning("Step %d skipped %d unreadable training image(s).", completed_steps, skipped)
+            if args.with_tracking and (completed_steps % args.logging_steps == 0 or completed_steps == 1):
+                accelerator.log(
+                    {"train/loss": mean_loss, "train/learning_rate": learning_rate_used, "train/images_per_second": images_per_second, "train/epoch": epoch},
+                    step=completed_steps,
+                )
+            progress_bar.update(1)
+            progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{learning_rate_used:.2e}", img_s=f"{images_per_second:.0f}")
+            step_loss.zero_()
+            step_images.zero_()
+            step_skipped.zero_()
+
+            stop_now = args.stop_after_steps is not None and completed_steps >= args.stop_after_steps and completed_steps < max_train_steps
+            if (checkpointing_steps and completed_steps % checkpointing_steps == 0) or stop_now:
+                save_checkpoint(accelerator, args.output_dir, checkpoint_state(epoch, batches_in_epoch, False), args.checkpoints_total_limit)
+            if stop_now:
+                stopped_early = True
+                break
+            if completed_steps >= max_train_steps:
+                break
+            step_start = time.perf_counter()
+        if stopped_early or completed_steps >= max_train_steps:
+            break
+        end_of_epoch(epoch)
+        if checkpoint_every_epoch:
+            save_checkpoint(accelerator, args.output_dir, checkpoint_state(epoch, batches_in_epoch, True), args.checkpoints_total_limit)
+    progress_bar.close()
+    if log_handle is not None:
+        log_handle.close()
+
+    if stopped_early:
+        run_logger.info(
+            "Stopped after step %d of %d as asked (--stop_after_steps); continue with --resume_from_checkpoint latest.",
+            completed_steps, max_train_steps,
+        )
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return {"completed_steps": completed_steps, "stopped_early": True}
+
+    # Final evaluation and exports ---------------------------------------------------------------------------------
+    predictions_path = os.path.join(args.output_dir, "eval_predictions.jsonl") if args.save_predictions else None
+    final_epoch = math.ceil(completed_steps / steps_per_epoch) - 1 if steps_per_epoch else 0
+    results = evaluate_and_track(final_epoch, predictions_path=predictions_path)
+    if best["top1_accuracy"] is None or results["top1_accuracy"] > best["top1_accuracy"]:
+        best.update(top1_accuracy=results["top1_accuracy"], epoch=final_epoch, step=completed_steps)
+        export(layout.best, accelerator.unwrap_model(model), results, "best validation top-1 (final epoch)")
+    export(layout.final, accelerator.unwrap_model(model), results, "final weights")
+    if ema is not None:
+        export(layout.ema, ema.module, results["ema"], f"EMA of the weights (decay {args.model_ema_decay})")
+    all_results = {
+        **metrics_for_card(results),
+        "eval_num_skipped": results["num_skipped"],
+        "eval_per_class_accuracy": results["per_class_accuracy"],
+        "best_top1_accuracy": best["top1_accuracy"],
+        "best_epoch": best["epoch"],
+        "train_steps": completed_steps,
+        "train_epochs": completed_steps / steps_per_epoch if steps_per_epoch else None,
+        "train_images": totals["train_images"],
+        "train_skipped_images": totals["skipped_train_images"],
+        "train_runtime_seconds": totals["training_seconds"],
+        "train_images_per_second": throughput(),
+        "global_batch_size": global_batch_size,
+        "peak_learning_rate": learning_rate,
+        "num_processes": accelerator.num_processes,
+        "num_parameters": num_parameters,
+        "image_size": image_size,
+        "data": data.source,
+        "history": history,
+    }
+    if ema is not None:
+        all_results.update(metrics_for_card(results["ema"], prefix="ema_eval_"))
+    if accelerator.is_main_process:
+        with open(os.path.join(args.output_dir, "all_results.json"), "w", encoding="utf-8") as handle:
+            json.dump(all_results, handle, indent=2)
+        run_logger.info(
+            "Done: top-1 %.4f, top-5 %.4f on %d validation images; %.1f training images/s. Model: %s",
+            results["top1_accuracy"], results["top5_accuracy"], results["num_samples"], throughput(), layout.final,
+        )
+        if args.push_to_hub:
+            url = push_folder_to_hub(layout.final, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo, message=f"SOFT trained on {data.source}")
+            run_logger.info("Pushed %s to %s", layout.final, url)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return all_results
+
+
+def _streamed_split_size(dataset) -> int | None:
+    info = getattr(dataset, "info", None)
+    splits = getattr(info, "splits", None) or {}
+    split = getattr(dataset, "split", None)
+    if split is not None and str(split) in splits:
+        return splits[str(split)].num_examples
+    return None
+
+
+def _provenance(args, source: str, steps: int, global_batch_size: int, note: str) -> str:
+    start = f"fine-tuned from `{args.model_name_or_path}`" if args.model_name_or_path else f"trained from scratch ({args.model_type})"
+    return (
+        f"These weights were {start} with soft-hf's `scripts/train.py` on {source}: {steps} optimizer steps with a "
+        f"global batch of {global_batch_size}, seed {args.seed}. This export holds the {note}; the metrics below were "
+        "measured on the validation split by the training script."
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train(parse_train_args(argv))
+
+
+__all__ = [
+    "MODEL_TYPES",
+    "TRAINING_PRESETS",
+    "add_data_arguments",
+    "build_loss",
+    "build_model_config",
+    "build_train_parser",
+    "create_lr_scheduler",
+    "create_optimizer",
+    "linear_scaled_learning_rate",
+    "list_checkpoints",
+    "main",
+    "parameter_groups",
+    "parse_train_args",
+    "read_train_log",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "train",
+]
