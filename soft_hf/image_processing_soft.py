@@ -227,6 +227,14 @@ class SoftImageProcessorMixin:
         kwargs = resolve_crop_pct(kwargs, self.crop_pct, self.crop_size)
         return super().preprocess(images, *args, **kwargs)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable settings. With `crop_pct` set, `size` is derived from it and `crop_size`, so it is not saved:
+        `from_pretrained(..., crop_pct=0.95)` then just works."""
+        output = super().to_dict()
+        if output.get("crop_pct") is not None:
+            output.pop("size", None)
+        return output
+
     def fetch_images(self, image_url_or_urls):
         """Open local image files with PIL keeping their mode (16-bit stays 16-bit until `standardize_image`
         rescales it; the base loaders clip it at 255), applying the EXIF orientation; URLs go to the backend."""

@@ -55,7 +55,8 @@ def test_export_writes_a_hub_ready_folder(model_class, tmp_path):
             "pil": "image_processing_soft.SoftImageProcessorPil",
         }
     }
-    assert processor["crop_pct"] == 0.9 and processor["size"] == {"shortest_edge": 248}
+    assert processor["crop_pct"] == 0.9 and processor["crop_size"] == {"height": 224, "width": 224}
+    assert "size" not in processor  # derived from crop_pct and crop_size
     for name in CODE_FILES:  # copied verbatim from the package
         assert (output / name).read_bytes() == (REPO_ROOT / "soft_hf" / name).read_bytes()
 

@@ -90,6 +90,13 @@ def test_save_and_reload_keeps_settings_and_outputs(backend, tmp_path, photos):
     reloaded = AutoImageProcessor.from_pretrained(tmp_path, backend=backend)
     assert type(reloaded) is BACKENDS[backend]
     assert reloaded.crop_pct == 0.875 and reloaded.size.shortest_edge == 256
+    # Settings can be overridden at load time; crop_pct then sets the resize.
+    overridden = AutoImageProcessor.from_pretrained(tmp_path, backend=backend, crop_pct=0.95)
+    assert overridden.size.shortest_edge == 235  # floor(224 / 0.95)
+    by_size = BACKENDS[backend](crop_pct=None, size={"shortest_edge": 230})
+    by_size.save_pretrained(tmp_path / "by_size")
+    reloaded_by_size = BACKENDS[backend].from_pretrained(tmp_path / "by_size")
+    assert reloaded_by_size.crop_pct is None and reloaded_by_size.size.shortest_edge == 230
     image = PIL.Image.fromarray(photos["astronaut"])
     torch.testing.assert_close(
         reloaded(image, return_tensors="pt").pixel_values, processor(image, return_tensors="pt").pixel_values
