@@ -10,7 +10,8 @@ The architecture (depths, widths, heads, strides, classes) is read from the chec
 plain SOFT or SOFT-Norm, which the weights alone do not tell. A head with 1000 outputs gets the ImageNet-1k class
 names shipped with timm (no download). With `--reference` (a safetensors file with `input_<i>` and `logits_fp32_<i>`
 made with the official code) the converted model must reproduce the official logits within `--tolerance`, or nothing
-is written; the exported weights are then checked to be exactly the verified ones. Keys that do not match the architecture are refused with a full report.
+is written; the exported weights are then checked to be exactly the verified ones. Keys that do not match the
+architecture are refused with a full report.
 Exit status: 0 converted, 1 verification failed, 2 bad input (unreadable checkpoint, key mismatch).
 """
 

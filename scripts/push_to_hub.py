@@ -67,9 +67,12 @@ def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Nam
     if config.get("model_type") != "soft":
         raise ValueError(f"{model_folder}/config.json has model_type {config.get('model_type')!r}, not 'soft'.")
     architecture = (config.get("architectures") or ["SoftForImageClassification"])[0]
-    classes = {cls.__name__: cls for cls in (soft_hf.SoftForImageClassification, soft_hf.SoftModel, soft_hf.SoftBackbone)}
+    model_classes = (soft_hf.SoftForImageClassification, soft_hf.SoftModel, soft_hf.SoftBackbone)
+    classes = {cls.__name__: cls for cls in model_classes}
     if architecture not in classes:
-        raise ValueError(f"{model_folder}/config.json names architecture {architecture!r}; expected one of {sorted(classes)}.")
+        raise ValueError(
+            f"{model_folder}/config.json names architecture {architecture!r}; expected one of {sorted(classes)}."
+        )
     model = classes[architecture].from_pretrained(model_folder)
     processor = None
     for candidate in (model_folder, folder):
@@ -83,7 +86,8 @@ def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Nam
         metrics=run_metrics(folder),
         dataset_name=args.dataset_name,
         provenance=args.provenance
-        or f"Weights of the training run saved in `{model_folder.name}`, exported with soft-hf's `scripts/push_to_hub.py`.",
+        or f"Weights of the training run saved in `{model_folder.name}`, exported with soft-hf's "
+        "`scripts/push_to_hub.py`.",
         repo_id=args.repo_id,
     )
 

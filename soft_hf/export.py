@@ -203,7 +203,8 @@ def _architecture_section(config, num_parameters: int | None) -> str:
         f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}",
         f"- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
         + (f", pooled to at most {config.max_landmarks}" if config.max_landmarks else ""),
-        f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other sizes",
+        f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other "
+        "sizes",
         "- Stem: three 3x3 convolutions (strides 2, 1, 2) with BatchNorm and ReLU; later stages downsample with a "
         "3x3 stride-2 convolution",
     ]
@@ -478,7 +479,7 @@ _REMOTE_CHECK = textwrap.dedent(
     processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
     size = processor.crop_size["height"] if processor.do_center_crop else max(64, config.image_size)
     with torch.no_grad():
-        output = model(torch.zeros(1, config.num_channels, size, size))
+        output = model(torch.randn(1, config.num_channels, size, size, generator=torch.Generator().manual_seed(0)))
     print(json.dumps({
         "modules": [type(config).__module__, type(model).__module__, type(processor).__module__],
         "finite": bool(torch.isfinite(output.pooler_output).all()),
@@ -506,7 +507,9 @@ def verify_remote_loading(folder: str | os.PathLike, timeout: float = 300) -> di
         raise ValueError(f"{folder} does not load with trust_remote_code=True:\n{result.stderr[-4000:]}")
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if not all(module.startswith("transformers_modules") for module in report["modules"]) or not report["finite"]:
-        raise ValueError(f"Loading {folder} with remote code did not use the folder's code or gave non-finite outputs: {report}")
+        raise ValueError(
+            f"Loading {folder} with remote code did not use the folder's code or gave non-finite outputs: {report}"
+        )
     return report
 
 
@@ -520,11 +523,11 @@ def _check_replaceable(output_dir: pathlib.Path) -> None:
         return
     if not output_dir.is_dir():
         raise ValueError(f"{output_dir} exists and is not a folder; choose another output path.")
-    foreign = sorted(
-        path.name
-        for path in output_dir.iterdir()
-        if not (path.is_file() and (path.name in EXPORT_FILE_NAMES or path.suffix == ".py" or path.name.startswith("model-")))
-    )
+    def written_by_export(path: pathlib.Path) -> bool:
+        name = path.name
+        return path.is_file() and (name in EXPORT_FILE_NAMES or path.suffix == ".py" or name.startswith("model-"))
+
+    foreign = sorted(path.name for path in output_dir.iterdir() if not written_by_export(path))
     if foreign:
         raise ValueError(
             f"{output_dir} exists and holds files an export does not write ({', '.join(foreign[:10])}"

@@ -64,7 +64,9 @@ def resize_size_for_crop(crop_size: Any, crop_pct: float) -> dict[str, int]:
     if height is None or width is None:
         raise ValueError(f"`crop_size` must give a height and a width, got {crop_size!r}.")
     if not isinstance(crop_pct, (int, float)) or isinstance(crop_pct, bool) or not 0 < crop_pct:
-        raise ValueError(f"`crop_pct` must be a positive number such as 0.9 (or None to resize to `size`), got {crop_pct!r}.")
+        raise ValueError(
+            f"`crop_pct` must be a positive number such as 0.9 (or None to resize to `size`), got {crop_pct!r}."
+        )
     if height != width:
         raise ValueError(
             f"`crop_pct` follows timm's evaluation transform, which resizes the shorter side for square crops only; "

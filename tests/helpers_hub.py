@@ -1,4 +1,4 @@
-"""Helpers of the Hub tests: real photos, a standard-layout HF cache, fresh Python processes that never import soft_hf."""
+"""Helpers of the Hub tests: real photos, a standard-layout HF cache, fresh Python processes without soft_hf."""
 
 from __future__ import annotations
 

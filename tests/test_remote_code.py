@@ -22,7 +22,8 @@ def tiny_imagenet_classifier(seed: int = 0) -> SoftForImageClassification:
     """A tiny random SOFT with ImageNet's 1000 class names, so that the pipeline returns human-readable labels."""
     labels = imagenet_labels()
     torch.manual_seed(seed)
-    config = SoftConfig(**tiny_config_kwargs(num_labels=1000, id2label=labels, label2id={v: k for k, v in labels.items()}))
+    label2id = {label: index for index, label in labels.items()}
+    config = SoftConfig(**tiny_config_kwargs(num_labels=1000, id2label=labels, label2id=label2id))
     return SoftForImageClassification(config).eval()
 
 
@@ -99,7 +100,8 @@ def test_fresh_process_loads_exported_folder_and_repo_id_with_remote_code(tmp_pa
         predict = importlib.util.module_from_spec(spec); spec.loader.exec_module(predict)
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
-            result["predict_rc"] = predict.main(["--model", folder, {str(tmp_path / "photos")!r}, "--top-k", "2", "--json"])
+            arguments = ["--model", folder, {str(tmp_path / "photos")!r}, "--top-k", "2", "--json"]
+            result["predict_rc"] = predict.main(arguments)
         result["predict"] = json.loads(stdout.getvalue())
 
         # By repo id, offline, from the standard cache layout.
@@ -219,7 +221,8 @@ def test_fine_tuned_remote_model_saves_a_folder_that_loads_again(tmp_path):
     for name in ("user", "export"):
         assert all(module.startswith("transformers_modules.") for module in reload[name]["modules"]), reload[name]
         assert reload[name]["logits_diff"] <= 1e-5, reload[name]
-        assert reload[name]["auto_map"] == ["AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification"]
+        auto_classes = ["AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification"]
+        assert reload[name]["auto_map"] == auto_classes
         assert reload[name]["label_281"] == "tabby, tabby cat"
     exported_card = (exported_folder / "README.md").read_text()
     assert exported_card.startswith("---\n") and "trust_remote_code=True" in exported_card
