@@ -69,7 +69,8 @@ print(json.dumps({"peak_bytes": int(peak)}))
 def measure(preset: str, height: int, width: int, max_landmarks: int | None, device: str, train: bool) -> int:
     environment = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, preset, str(height), str(width), str(max_landmarks or "none"), device, str(int(train))],
+        [sys.executable, "-c", CHILD, preset, str(height), str(width), str(max_landmarks or "none"), device]
+        + [str(int(train))],
         capture_output=True,
         text=True,
         env=environment,

@@ -76,10 +76,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--backbone", default="soft-norm-tiny", help="SOFT preset (e.g. soft-norm-small) or a SOFT config.json (random init)."
+        "--backbone",
+        default="soft-norm-tiny",
+        help="SOFT preset (e.g. soft-norm-small) or a SOFT config.json (random init).",
     )
     model.add_argument(
-        "--pretrained_backbone", help="Saved/exported SOFT model folder or official .pth whose encoder initialises the backbone."
+        "--pretrained_backbone",
+        help="Saved/exported SOFT model folder or official .pth whose encoder initialises the backbone.",
     )
     model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
     model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
@@ -212,7 +215,7 @@ def main(argv=None) -> dict:
     check_trainable_size(model.config.backbone_config, crop_size)
     check_trainable_size(model.config.backbone_config, eval_size)
     if args.gradient_checkpointing:
-        model.backbone.gradient_checkpointing_enable()
+        model.backbone.activation_checkpointing_enable()
 
     collator = SegmentationCollator(ignore_index=args.ignore_index)
     train_loader = DataLoader(

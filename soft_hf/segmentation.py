@@ -406,7 +406,9 @@ def hsv_to_rgb(image: torch.Tensor) -> torch.Tensor:
     red, green, blue = (torch.zeros_like(value) for _ in range(3))
     for sector_index, (r, g, b) in enumerate(choices):
         selected = index == sector_index
-        red, green, blue = torch.where(selected, r, red), torch.where(selected, g, green), torch.where(selected, b, blue)
+        red = torch.where(selected, r, red)
+        green = torch.where(selected, g, green)
+        blue = torch.where(selected, b, blue)
     return torch.stack((red, green, blue))
 
 
@@ -597,7 +599,8 @@ def intersection_and_union(
     predictions: Iterable[np.ndarray], references: Iterable[np.ndarray], num_labels: int, ignore_index: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-class pixel counts summed over image pairs: intersection, union, predicted and reference areas.
-    Reference pixels equal to `ignore_index` are skipped; predicted values outside [0, num_labels) count for no class."""
+    Reference pixels equal to `ignore_index` are skipped; predicted values outside [0, num_labels) count for no
+    class."""
     totals = np.zeros((4, num_labels), dtype=np.float64)
     for prediction, reference in zip(predictions, references):
         prediction, reference = np.asarray(prediction).ravel(), np.asarray(reference).ravel()
@@ -677,27 +680,32 @@ def evaluate_segmentation(
     num_labels = (accelerator.unwrap_model(model) if accelerator is not None else model).config.num_labels
     if ignore_index is None:
         ignore_index = (accelerator.unwrap_model(model) if accelerator is not None else model).config.loss_ignore_index
-    metric = MeanIoU()
-    for batch in dataloader:
-        logits = model(pixel_values=batch["pixel_values"]).logits  # (batch, num_labels, h, w)
-        predictions = predict_label_maps(logits, batch["image_sizes"], batch["label_sizes"], fill_value=ignore_index)
-        references, label_sizes = batch["labels"], batch["label_sizes"]
-        if accelerator is not None:
-            predictions = accelerator.pad_across_processes(predictions, dim=1, pad_index=ignore_index)
-            predictions = accelerator.pad_across_processes(predictions, dim=2, pad_index=ignore_index)
-            references = accelerator.pad_across_processes(references, dim=1, pad_index=ignore_index)
-            references = accelerator.pad_across_processes(references, dim=2, pad_index=ignore_index)
-            predictions, references, label_sizes = accelerator.gather_for_metrics(
-                (predictions, references, label_sizes)
+    # the metric's Arrow cache lives in a private temporary folder: no files left behind, no clash between runs
+    with tempfile.TemporaryDirectory(prefix="soft-mean-iou-") as cache_dir:
+        metric = MeanIoU(cache_dir=cache_dir)
+        for batch in dataloader:
+            logits = model(pixel_values=batch["pixel_values"]).logits  # (batch, num_labels, h, w)
+            predictions = predict_label_maps(
+                logits, batch["image_sizes"], batch["label_sizes"], fill_value=ignore_index
+            )  # (batch, max mask height, max mask width)
+            references, label_sizes = batch["labels"], batch["label_sizes"]
+            if accelerator is not None:
+                predictions = accelerator.pad_across_processes(predictions, dim=1, pad_index=ignore_index)
+                predictions = accelerator.pad_across_processes(predictions, dim=2, pad_index=ignore_index)
+                references = accelerator.pad_across_processes(references, dim=1, pad_index=ignore_index)
+                references = accelerator.pad_across_processes(references, dim=2, pad_index=ignore_index)
+                predictions, references, label_sizes = accelerator.gather_for_metrics(
+                    (predictions, references, label_sizes)
+                )
+            predictions, references = predictions.cpu().numpy(), references.cpu().numpy()
+            sizes = label_sizes.cpu().tolist()
+            metric.add_batch(
+                predictions=[predictions[i, :h, :w] for i, (h, w) in enumerate(sizes)],
+                references=[references[i, :h, :w] for i, (h, w) in enumerate(sizes)],
             )
-        predictions, references = predictions.cpu().numpy(), references.cpu().numpy()
-        sizes = label_sizes.cpu().tolist()
-        metric.add_batch(
-            predictions=[predictions[i, :h, :w] for i, (h, w) in enumerate(sizes)],
-            references=[references[i, :h, :w] for i, (h, w) in enumerate(sizes)],
-        )
+        results = metric.compute(num_labels=num_labels, ignore_index=ignore_index)
     model.train(was_training)
-    return metric.compute(num_labels=num_labels, ignore_index=ignore_index)
+    return results
 
 
 __all__ = [

@@ -93,12 +93,13 @@ def isolated_env(tmp_path: Path) -> dict:
     return env
 
 
-def run_python(code_or_args, tmp_path: Path, timeout: int = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_python(code_or_args, tmp_path: Path, timeout: int = 300, cwd: Path | None = None):
     """Run `python -c code` (str) or `python *args` (list) in a fresh interpreter; fail with its output."""
     command = [sys.executable, "-c", code_or_args] if isinstance(code_or_args, str) else [sys.executable, *code_or_args]
     result = subprocess.run(
         command, env=isolated_env(tmp_path), cwd=cwd or tmp_path, capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
-        raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        raise AssertionError(f"subprocess failed ({result.returncode}):\n{output}")
     return result

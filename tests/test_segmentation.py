@@ -166,7 +166,8 @@ def test_mean_iou_metric_matches_confusion_matrix():
     for height, width in [(13, 17), (30, 8), (21, 21)]:
         reference = rng.integers(0, num_labels - 1, size=(height, width))  # class 4 never occurs: NaN, left out
         reference[rng.random((height, width)) < 0.2] = IGNORE_INDEX
-        prediction = np.where(rng.random((height, width)) < 0.6, reference, rng.integers(0, num_labels - 1, (height, width)))
+        noise = rng.integers(0, num_labels - 1, (height, width))
+        prediction = np.where(rng.random((height, width)) < 0.6, reference, noise)
         prediction[prediction == IGNORE_INDEX] = 0
         predictions.append(prediction)
         references.append(reference)
