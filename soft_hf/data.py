@@ -238,6 +238,7 @@ def load_image_classification_data(
     cache_dir: str | None = None,
     trust_remote_code: bool = False,
     load_train: bool = True,
+    shuffle_buffer_size: int = 10_000,
 ) -> ImageClassificationData:
     """Load train/validation splits from the chosen source (see the module docstring).
 
@@ -246,6 +247,8 @@ def load_image_classification_data(
     A Hub dataset without a validation split gets one carved out of "train" (`train_val_split`, seeded).
     `max_train_samples` / `max_eval_samples` keep seeded random subsets (for debugging and tests).
     `load_train=False` skips reading the offline training images (for evaluation of held-out splits).
+    A streamed training split is shuffled through a buffer of `shuffle_buffer_size` examples (reshuffled every
+    epoch by `set_epoch`).
     """
     import datasets
 
@@ -335,6 +338,8 @@ def load_image_classification_data(
     else:
         if max_train_samples is not None and "train" in splits:
             splits["train"] = splits["train"].take(max_train_samples)
+        if "train" in splits and shuffle_buffer_size > 1:
+            splits["train"] = splits["train"].shuffle(seed=seed, buffer_size=shuffle_buffer_size)
         if max_eval_samples is not None:
             for split_name in splits:
                 if split_name != "train":
@@ -603,13 +608,36 @@ class AugmentationConfig:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
 
 
+def posterize_keeping_zero_bits(image: PIL.Image.Image, bits_to_keep: int, **kwargs) -> PIL.Image.Image:
+    """timm's `posterize` op, also for 0 bits.
+
+    RandAugment's "PosterizeIncreasing" keeps `4 - int(4 * level / 10)` bits, i.e. 0 bits at level 10, which
+    `rand-m9-mstd0.5` reaches when the magnitude noise is clipped at 10. Pillow < 11 returned a black image for 0
+    bits; Pillow >= 11 raises "bits must be between or equal to 1 and 8" and would end training. Keep the old result.
+    """
+    from timm.data.auto_augment import posterize
+
+    if bits_to_keep <= 0:
+        return PIL.Image.new(image.mode, image.size)  # every pixel & 0
+    return posterize(image, bits_to_keep, **kwargs)
+
+
+def _patch_posterize(transform) -> None:
+    from timm.data.auto_augment import posterize
+
+    for step in getattr(transform, "transforms", []):
+        for operation in getattr(step, "ops", []):
+            if getattr(operation, "aug_fn", None) is posterize:
+                operation.aug_fn = posterize_keeping_zero_bits
+
+
 def build_train_transform(config: AugmentationConfig):
     """timm's ImageNet training transform: random resized crop, flip, RandAugment (or colour jitter when
     RandAugment is off), normalisation and random erasing."""
     from timm.data import create_transform
 
     auto_augment = config.auto_augment if config.auto_augment not in (None, "", "none") else None
-    return create_transform(
+    transform = create_transform(
         config.image_size,
         is_training=True,
         scale=tuple(config.scale),
@@ -624,6 +652,8 @@ def build_train_transform(config: AugmentationConfig):
         re_mode=config.re_mode,
         re_count=config.re_count,
     )
+    _patch_posterize(transform)
+    return transform
 
 
 def build_eval_transform(image_processor):

@@ -197,6 +197,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, evaluation_only: bool = 
         "package dataset-fashion-mnist installs them). Used when neither --dataset_name nor --train_dir is given.",
     )
     group.add_argument("--streaming", action="store_true", help="Stream a Hub dataset instead of downloading it.")
+    if not evaluation_only:
+        group.add_argument(
+            "--shuffle_buffer_size", type=int, default=10_000, help="Shuffle buffer of a streamed training split."
+        )
     group.add_argument("--image_column_name", default="image")
     group.add_argument("--label_column_name", default="label")
     group.add_argument(
@@ -596,6 +600,7 @@ def train(args: argparse.Namespace) -> dict:
     else:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # the exports' "Writing model shards" bars
     set_seed(args.seed)
     layout = RunLayout(args.output_dir)
     if accelerator.is_main_process:
@@ -621,6 +626,7 @@ def train(args: argparse.Namespace) -> dict:
             seed=args.seed,
             cache_dir=args.cache_dir,
             trust_remote_code=args.trust_remote_code,
+            shuffle_buffer_size=args.shuffle_buffer_size,
         )
     label_names = data.label_names
     model, image_processor = build_model_and_processor(args, label_names)
@@ -685,6 +691,8 @@ def train(args: argparse.Namespace) -> dict:
     set_seed(args.seed, device_specific=True)
     if data.streaming:
         num_examples = _streamed_split_size(data.split("train"))
+        if num_examples is not None and args.max_train_samples is not None:
+            num_examples = min(num_examples, args.max_train_samples)
         batches_per_epoch = num_examples // (args.per_device_train_batch_size * accelerator.num_processes) if num_examples else None
     else:
         batches_per_epoch = len(train_dataloader)
@@ -697,7 +705,14 @@ def train(args: argparse.Namespace) -> dict:
     max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch) if steps_per_epoch else 10**9
     warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_epochs * steps_per_epoch)
-    scheduler = create_lr_scheduler(optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, args.min_learning_rate)
+    min_learning_rate = args.min_learning_rate
+    if min_learning_rate > learning_rate:
+        run_logger.warning(
+            "--min_learning_rate %.3g is above the peak learning rate %.3g (global batch %d): the cosine would rise; "
+            "using the peak as the floor.", min_learning_rate, learning_rate, global_batch_size,
+        )
+        min_learning_rate = learning_rate
+    scheduler = create_lr_scheduler(optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, min_learning_rate)
     mixup_active = args.mixup > 0 or args.cutmix > 0
     mixup = (
         Mixup(

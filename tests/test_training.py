@@ -1,0 +1,324 @@
+"""Training and evaluation: the official recipe's pieces, data loading and its errors, and end-to-end runs of
+scripts/train.py through `accelerate launch` (one and two processes, interrupted and resumed)."""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from soft_hf import SoftConfig, SoftForImageClassification
+from soft_hf.data import (
+    FASHION_MNIST_LABELS,
+    UNREADABLE_LABEL,
+    AugmentationConfig,
+    EpochShuffleSampler,
+    ImageClassificationDataset,
+    StreamingImageClassificationDataset,
+    build_eval_transform,
+    build_train_transform,
+    label_mapping_to_model,
+    load_fashion_mnist,
+    load_image_classification_data,
+    read_idx_file,
+    IDX_LABELS_MAGIC,
+    DEFAULT_FASHION_MNIST_DIR,
+)
+from soft_hf.image_processing_soft import SoftImageProcessor
+from soft_hf.metrics import top_k_accuracy_metric
+from soft_hf.training import (
+    create_lr_scheduler,
+    create_optimizer,
+    linear_scaled_learning_rate,
+    parameter_groups,
+    parse_train_args,
+    read_train_log,
+)
+
+from conftest import tiny_config_kwargs
+from helpers_training import (
+    EVALUATE_SCRIPT,
+    PLAIN_RECIPE_FLAGS,
+    TINY_MODEL_FLAGS,
+    TRAIN_SCRIPT,
+    accelerate_launch,
+    make_image_folder,
+    read_json,
+    read_jsonl,
+    run_command,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recipe
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_official_recipe():
+    args = parse_train_args([])
+    assert (args.learning_rate, args.weight_decay, args.min_learning_rate) == (1e-3, 0.05, 5e-5)
+    assert (args.warmup_epochs, args.warmup_learning_rate, args.num_train_epochs) == (10, 1e-6, 300)
+    assert (args.max_grad_norm, args.label_smoothing, args.mixup, args.cutmix) == (1.0, 0.1, 0.8, 1.0)
+    assert (args.auto_augment, args.reprob, args.drop_path_rate) == ("rand-m9-mstd0.5-inc1", 0.25, 0.1)
+    assert not args.no_lr_scaling and not args.model_ema and args.model_ema_decay == 0.99996
+    transform = build_train_transform(AugmentationConfig(image_size=64))
+    names = [type(step).__name__ for step in transform.transforms]
+    assert names[:3] == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandAugment"]
+    assert transform.transforms[2].num_layers == 2 and transform.transforms[2].ops[0].magnitude == 9
+    assert names[-1] == "RandomErasing" and transform.transforms[-1].probability == 0.25
+    # Magnitude 10 posterizes to 0 bits: a black image (as with Pillow < 11), not Pillow 11+'s ValueError.
+    posterize = next(op for op in transform.transforms[2].ops if op.name == "PosterizeIncreasing")
+    black = posterize.aug_fn(PIL.Image.new("RGB", (8, 8), (200, 100, 50)), 0)
+    assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
+
+
+def test_weight_decay_spares_norms_biases_position_embeddings_and_cls_token():
+    model = SoftForImageClassification(SoftConfig(**tiny_config_kwargs()))
+    decay, no_decay = parameter_groups(model, weight_decay=0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    all_names = {name for name, _ in model.named_parameters()}
+    assert set(decay["names"]) | set(no_decay["names"]) == all_names
+    assert not set(decay["names"]) & set(no_decay["names"])
+    modules = dict(model.named_modules())
+    for name in no_decay["names"]:
+        module_name, _, parameter_name = name.rpartition(".")
+        is_norm = isinstance(modules[module_name], (torch.nn.LayerNorm, torch.nn.BatchNorm2d))
+        assert is_norm or parameter_name in ("bias", "position_embeddings", "cls_token"), name
+    assert any(name.endswith("cls_token") for name in no_decay["names"])
+    assert sum(name.endswith("position_embeddings") for name in no_decay["names"]) == 4
+    # Everything decayed is a weight matrix or kernel of a linear/convolution layer.
+    for name in decay["names"]:
+        module = modules[name.rpartition(".")[0]]
+        assert isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and name.endswith("weight"), name
+    optimizer = create_optimizer(model, 1e-3, 0.05)
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.0]
+
+
+def test_learning_rate_schedule_warmup_cosine_and_linear_scaling():
+    assert linear_scaled_learning_rate(1e-3, 1024) == pytest.approx(1e-3)
+    assert linear_scaled_learning_rate(1e-3, 256) == pytest.approx(2.5e-4)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = create_lr_scheduler(optimizer, total_steps=100, warmup_steps=10, warmup_learning_rate=1e-6, min_learning_rate=5e-5)
+    rates = []
+    for step in range(100):
+        scheduler.step_update(step)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-6)
+    assert all(later > earlier for earlier, later in zip(rates[:10], rates[1:10]))  # warmup rises
+    assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:]))  # cosine falls
+    # The cosine spans the whole run, warmup included, as with the official (timm, warmup_prefix=False) scheduler.
+    for step in (10, 50, 99):
+        assert rates[step] == pytest.approx(5e-5 + 0.5 * (1e-3 - 5e-5) * (1 + math.cos(math.pi * step / 100)), rel=1e-9)
+    assert max(rates) == rates[10]
+
+
+def test_top_k_accuracy_metric():
+    metric = top_k_accuracy_metric()
+    metric.add_batch(predictions=[[0, 1, 2], [2, 0, 1]], references=[0, 1])
+    metric.add_batch(predictions=[[1, 2, 0]], references=[0])
+    results = metric.compute(top_k=(1, 3), label_names=["a", "b", "c"])
+    assert results["top1_accuracy"] == pytest.approx(1 / 3)
+    assert results["top3_accuracy"] == pytest.approx(1.0)
+    assert results["per_class_accuracy"] == {"a": 0.5, "b": 0.0, "c": None}
+    assert results["num_samples"] == 3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_fashion_mnist_offline_dataset():
+    dataset = load_fashion_mnist("test", max_samples=50, seed=3)
+    assert len(dataset) == 50
+    assert dataset.features["label"].names == FASHION_MNIST_LABELS
+    image = dataset[0]["image"]
+    assert image.size == (28, 28) and image.mode == "L"
+    all_labels = read_idx_file(f"{DEFAULT_FASHION_MNIST_DIR}/t10k-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC)
+    chosen = np.random.default_rng(3).permutation(10000)[:50]
+    assert dataset["label"] == all_labels[chosen].tolist()
+    data = load_image_classification_data(max_train_samples=20, max_eval_samples=10)
+    assert len(data.split("train")) == 20 and len(data.split("validation")) == 10
+    processor = SoftImageProcessor(crop_size={"height": 32, "width": 32}, crop_pct=1.0)
+    samples = ImageClassificationDataset(data.split("validation"), build_eval_transform(processor))
+    assert samples[0]["pixel_values"].shape == (3, 32, 32)  # grayscale became RGB
+
+
+def test_data_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="dataset-fashion-mnist"):
+        load_image_classification_data(fashion_mnist_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="--train_dir .* is not a folder"):
+        load_image_classification_data(train_dir=str(tmp_path / "missing"))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ValueError, match="contains no files"):
+        load_image_classification_data(train_dir=str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
+        label_mapping_to_model(["cat", "dog", "bird"], {0: "cat", 1: "dog"})
+    with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
+        label_mapping_to_model(["a", "b"], {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
+    assert label_mapping_to_model(["dog", "cat"], {0: "cat", 1: "dog"}) == [1, 0]
+    with pytest.raises(ValueError, match="must be even"):
+        parse_train_args(["--per_device_train_batch_size", "7"])
+    with pytest.raises(ValueError, match="--hub_model_id"):
+        parse_train_args(["--push_to_hub"])
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index_and_leaves_global_rngs_alone(tmp_path):
+    make_image_folder(tmp_path / "train", {"a": 3, "b": 3}, seed=0, corrupt={"a": 1})
+    data = load_image_classification_data(train_dir=str(tmp_path / "train"), train_val_split=None)
+    dataset = ImageClassificationDataset(data.split("train"), build_train_transform(AugmentationConfig(image_size=32)), seed=5)
+    states = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state())
+    first = [dataset[index]["pixel_values"] for index in range(len(dataset))]
+    again = [dataset[index]["pixel_values"] for index in reversed(range(len(dataset)))][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert random.getstate() == states[0] and np.array_equal(np.random.get_state()[1], states[1])
+    assert torch.equal(torch.random.get_rng_state(), states[2])
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0]["pixel_values"], first[0])
+    labels = [dataset[index]["labels"] for index in range(len(dataset))]
+    assert labels.count(UNREADABLE_LABEL) == 1 and dataset.num_logged_unreadable >= 1
+    sampler = EpochShuffleSampler(10, seed=1)
+    order = list(sampler)
+    assert sorted(order) == list(range(10)) and list(sampler) == order
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+
+def test_streamed_image_folder_yields_every_image_with_its_label(tmp_path):
+    make_image_folder(tmp_path / "train", {"a": 3, "b": 2}, seed=0)
+    make_image_folder(tmp_path / "val", {"a": 2, "b": 2}, seed=1, corrupt={"b": 1})
+    data = load_image_classification_data(
+        train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"), streaming=True, shuffle_buffer_size=4
+    )
+    assert data.streaming and data.label_names == ["a", "b"]
+    processor = SoftImageProcessor(crop_size={"height": 32, "width": 32})
+    validation = StreamingImageClassificationDataset(data.split("validation"), build_eval_transform(processor))
+    labels = sorted(example["labels"] for example in validation)
+    assert labels == [UNREADABLE_LABEL, 0, 0, 1, 1]
+    train = StreamingImageClassificationDataset(data.split("train"), build_eval_transform(processor))
+    first_epoch = [example["pixel_values"].sum().item() for example in train]
+    train.set_epoch(1)
+    second_epoch = [example["pixel_values"].sum().item() for example in train]
+    assert len(first_epoch) == 5 and sorted(first_epoch) == pytest.approx(sorted(second_epoch))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_accelerate_launch_trains_lowers_loss_and_writes_loadable_model(tmp_path):
+    output_dir = tmp_path / "run"
+    command = accelerate_launch(1) + [TRAIN_SCRIPT, *TINY_MODEL_FLAGS, *PLAIN_RECIPE_FLAGS]
+    command += ["--max_train_samples", "64", "--max_eval_samples", "40", "--per_device_train_batch_size", "16"]
+    command += ["--per_device_eval_batch_size", "16", "--num_train_epochs", "4", "--learning_rate", "3e-3"]
+    command += ["--no_lr_scaling", "--warmup_steps", "2", "--checkpointing_steps", "8", "--with_tracking"]
+    command += ["--output_dir", output_dir]
+    run_command(command, tmp_path)
+
+    log = read_train_log(output_dir)
+    assert [record["step"] for record in log] == list(range(1, 17))
+    losses = [record["loss"] for record in log]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2, losses
+    assert (output_dir / "checkpoints" / "step_8" / "model.safetensors").is_file()
+    assert (output_dir / "checkpoints" / "step_16" / "training_state.json").is_file()
+    assert list((output_dir / "soft_image_classification").glob("events.out.tfevents.*"))  # TensorBoard
+
+    results = read_json(output_dir / "all_results.json")
+    model = SoftForImageClassification.from_pretrained(output_dir / "final")
+    assert [model.config.id2label[index] for index in range(10)] == FASHION_MNIST_LABELS
+    checkpoint_weights = load_file(output_dir / "checkpoints" / "step_16" / "model.safetensors")
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, checkpoint_weights[name], rtol=0, atol=0)
+    assert (output_dir / "best" / "model.safetensors").is_file()
+    card = (output_dir / "final" / "README.md").read_text()
+    assert f"{results['eval_top1_accuracy']:.6g}" in card
+
+    # scripts/evaluate.py on the exported folder measures what training measured on the same images.
+    evaluation = tmp_path / "evaluation.json"
+    run_command(
+        [
+            sys.executable, EVALUATE_SCRIPT, "--model_name_or_path", output_dir / "final", "--max_eval_samples", "40",
+            "--num_workers", "0", "--output_file", evaluation,
+        ],
+        tmp_path,
+    )
+    measured = read_json(evaluation)
+    assert measured["num_samples"] == results["eval_num_samples"] == 40
+    assert measured["top1_accuracy"] == pytest.approx(results["eval_top1_accuracy"])
+    assert measured["top5_accuracy"] == pytest.approx(results["eval_top5_accuracy"])
+    assert set(measured["per_class_accuracy"]) == set(FASHION_MNIST_LABELS)
+
+    # Fine-tuning the exported model on a new label set: a new head, the pretrained body (an lr of 1e-12 keeps it).
+    make_image_folder(tmp_path / "pets", {"cat": 8, "dog": 8}, seed=3)
+    finetune = [sys.executable, TRAIN_SCRIPT, "--model_name_or_path", output_dir / "final", "--train_dir", tmp_path / "pets"]
+    finetune += [*PLAIN_RECIPE_FLAGS, "--num_workers", "0", "--per_device_train_batch_size", "4", "--max_train_steps", "2"]
+    finetune += ["--learning_rate", "1e-12", "--no_lr_scaling", "--warmup_steps", "0", "--min_learning_rate", "0"]
+    finetune += ["--output_dir", tmp_path / "pets_run"]
+    with pytest.raises(AssertionError, match="--ignore_mismatched_sizes"):
+        run_command(finetune, tmp_path)
+    run_command(finetune + ["--ignore_mismatched_sizes"], tmp_path)
+    finetuned = SoftForImageClassification.from_pretrained(tmp_path / "pets_run" / "final")
+    assert finetuned.config.id2label == {0: "cat", 1: "dog"} and finetuned.classifier.out_features == 2
+    for (name, parameter), (_, pretrained) in zip(finetuned.soft.named_parameters(), model.soft.named_parameters()):
+        torch.testing.assert_close(parameter, pretrained, rtol=0, atol=1e-7, msg=name)
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_evaluate_every_validation_image_once(tmp_path):
+    make_image_folder(tmp_path / "train", {"cat": 10, "dog": 10, "fish": 9}, seed=1, corrupt={"dog": 1})
+    make_image_folder(tmp_path / "val", {"cat": 4, "dog": 4, "fish": 3}, seed=2, corrupt={"fish": 1})
+    output_dir = tmp_path / "run"
+    command = accelerate_launch(2) + [TRAIN_SCRIPT, "--cpu", *TINY_MODEL_FLAGS]
+    command += ["--train_dir", tmp_path / "train", "--validation_dir", tmp_path / "val"]
+    command += ["--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--max_train_steps", "4"]
+    command += ["--save_predictions", "--output_dir", output_dir]
+    run_command(command, tmp_path)
+
+    results = read_json(output_dir / "all_results.json")
+    assert results["num_processes"] == 2 and results["global_batch_size"] == 8
+    # 12 validation files: 11 images and 1 unreadable file; 2 processes x 4 per batch pad the last batch.
+    predictions = read_jsonl(output_dir / "eval_predictions.jsonl")
+    indices = [record["index"] for record in predictions]
+    assert len(indices) == len(set(indices)) == 11 == results["eval_num_samples"]
+    assert results["eval_num_skipped"] == 1
+    assert len(set(range(12)) - set(indices)) == 1
+    labels = [record["label"] for record in predictions]
+    assert [labels.count(class_index) for class_index in range(3)] == [4, 4, 3]
+    # 4 steps x 8 images; an unreadable image is counted and dropped, and so is one more to keep mixup pairs.
+    assert results["train_skipped_images"] >= 1
+    assert results["train_images"] == 32 - 2 * results["train_skipped_images"]
+
+
+@pytest.mark.slow
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
+    # The full recipe (RandAugment, random erasing, mixup/cutmix, drop path, EMA) so that every RNG matters.
+    common = [sys.executable, TRAIN_SCRIPT, *TINY_MODEL_FLAGS, "--max_train_samples", "24", "--max_eval_samples", "8"]
+    common += ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--max_train_steps", "6"]
+    common += ["--warmup_steps", "2", "--learning_rate", "5e-3", "--no_lr_scaling", "--checkpointing_steps", "2"]
+    common += ["--model_ema", "--model_ema_decay", "0.9", "--seed", "7"]
+    run_command(common + ["--output_dir", tmp_path / "straight"], tmp_path)
+    run_command(common + ["--output_dir", tmp_path / "resumed", "--stop_after_steps", "4"], tmp_path)
+    interrupted = read_train_log(tmp_path / "resumed")
+    assert [record["step"] for record in interrupted] == [1, 2, 3, 4]
+    assert not (tmp_path / "resumed" / "final").exists()
+    run_command(common + ["--output_dir", tmp_path / "resumed", "--resume_from_checkpoint", "latest"], tmp_path)
+
+    straight, resumed = read_train_log(tmp_path / "straight"), read_train_log(tmp_path / "resumed")
+    assert [record["step"] for record in resumed] == list(range(1, 7))
+    for expected, actual in zip(straight, resumed):
+        assert actual["loss"] == pytest.approx(expected["loss"], abs=1e-5), (expected, actual)
+        assert actual["learning_rate"] == pytest.approx(expected["learning_rate"], abs=1e-5), (expected, actual)
+    # Step 5 starts mid-epoch (3 steps per epoch), so data order, augmentation, mixup and dropout were all restored.
+    for folder in ("final", "ema"):
+        expected = load_file(tmp_path / "straight" / folder / "model.safetensors")
+        actual = load_file(tmp_path / "resumed" / folder / "model.safetensors")
+        for name in expected:
+            torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
