@@ -31,35 +31,22 @@ NUM_FASHION_EXAMPLES = 6
 
 # The demo's recipe: the paper's recipe is made for 300 ImageNet epochs; for a few epochs of 32x32 Fashion-MNIST the
 # heavy regularisation (mixup/cutmix, RandAugment, random erasing, drop path) only slows learning down.
-DEMO_TRAINING_FLAGS = [
-    "--model_type", "soft-demo",
-    "--image_size", "32",
-    "--crop_pct", "1.0",
-    "--per_device_train_batch_size", "128",
-    "--per_device_eval_batch_size", "500",
-    "--learning_rate", "2e-3",
-    "--no_lr_scaling",
-    "--weight_decay", "0.05",
-    "--warmup_epochs", "0.5",
-    "--min_learning_rate", "1e-5",
-    "--label_smoothing", "0.1",
-    "--mixup", "0",
-    "--cutmix", "0",
-    "--auto_augment", "none",
-    "--color_jitter", "0",
-    "--reprob", "0",
-    "--scale", "0.6", "1.0",
-    "--train_interpolation", "bicubic",
-    "--drop_path_rate", "0",
-    "--num_workers", "1",
-]
+DEMO_TRAINING_FLAGS = """
+    --model_type soft-demo --image_size 32 --crop_pct 1.0
+    --per_device_train_batch_size 128 --per_device_eval_batch_size 500
+    --learning_rate 2e-3 --no_lr_scaling --weight_decay 0.05 --warmup_epochs 0.5 --min_learning_rate 1e-5
+    --label_smoothing 0.1 --mixup 0 --cutmix 0 --auto_augment none --color_jitter 0 --reprob 0 --drop_path_rate 0
+    --scale 0.6 1.0 --train_interpolation bicubic --num_workers 1
+""".split()
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default=os.path.join(REPOSITORY_DIR, "outputs", "demo"))
     parser.add_argument("--num_train_epochs", type=int, default=5)
-    parser.add_argument("--max_train_samples", type=int, default=None, help="Train on a subset (quicker, less accurate).")
+    parser.add_argument(
+        "--max_train_samples", type=int, default=None, help="Train on a subset (quicker, less accurate)."
+    )
     parser.add_argument("--fashion_mnist_dir", default=None, help="Folder of the Fashion-MNIST idx files.")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip_training", action="store_true", help="Reuse OUTPUT_DIR/final from an earlier run.")
@@ -123,7 +110,11 @@ def write_demo_images(folder, fashion_mnist_dir, seed):
         path = os.path.join(folder, f"fashion_mnist_test_{index}.png")
         example["image"].save(path)
         images.append(
-            {"name": f"Fashion-MNIST test #{index}", "path": path, "true_label": FASHION_MNIST_LABELS[example["label"]]}
+            {
+                "name": f"Fashion-MNIST test #{index}",
+                "path": path,
+                "true_label": FASHION_MNIST_LABELS[example["label"]],
+            }
         )
     return images
 
@@ -150,14 +141,28 @@ def main():
 
     if not args.skip_training:
         command = [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--cpu", "--num_processes", "1", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--num_cpu_threads_per_process",
+            "1",
             os.path.join(SCRIPTS_DIR, "train.py"),
             *DEMO_TRAINING_FLAGS,
-            "--num_train_epochs", str(args.num_train_epochs),
-            "--seed", str(args.seed),
-            "--output_dir", args.output_dir,
+            "--num_train_epochs",
+            str(args.num_train_epochs),
+            "--seed",
+            str(args.seed),
+            "--output_dir",
+            args.output_dir,
         ]
         if args.max_train_samples:
             command += ["--max_train_samples", str(args.max_train_samples)]
@@ -169,9 +174,19 @@ def main():
 
     evaluation_file = os.path.join(args.output_dir, "test_results.json")
     command = [
-        sys.executable, os.path.join(SCRIPTS_DIR, "evaluate.py"),
-        "--model_name_or_path", model_dir, "--split", "test", "--per_device_eval_batch_size", "500",
-        "--num_workers", "1", "--output_file", evaluation_file, "--cpu",
+        sys.executable,
+        os.path.join(SCRIPTS_DIR, "evaluate.py"),
+        "--model_name_or_path",
+        model_dir,
+        "--split",
+        "test",
+        "--per_device_eval_batch_size",
+        "500",
+        "--num_workers",
+        "1",
+        "--output_file",
+        evaluation_file,
+        "--cpu",
     ]
     if args.fashion_mnist_dir:
         command += ["--fashion_mnist_dir", args.fashion_mnist_dir]
@@ -187,7 +202,10 @@ def main():
         child_environment = dict(environment, HF_MODULES_CACHE=os.path.join(folder, "modules"))
         child_environment.pop("PYTHONPATH", None)
         command = [sys.executable, os.path.abspath(__file__), "--classify", model_dir, "--images", images_file]
-        print(f"\n=== 3/3 Reload with trust_remote_code in a fresh Python and classify photos ===\n$ {' '.join(command)}", flush=True)
+        print(
+            f"\n=== 3/3 Reload with trust_remote_code in a fresh Python and classify photos ===\n$ {' '.join(command)}",
+            flush=True,
+        )
         classify_start = time.perf_counter()
         result = subprocess.run(command, env=child_environment, cwd=folder, capture_output=True, text=True)
         timings["classify_seconds"] = time.perf_counter() - classify_start
@@ -220,7 +238,9 @@ def main():
         json.dump(summary, handle, indent=2)
 
     print("\n=== Summary ===")
-    print(f"Model: {model_dir} ({summary['num_parameters'] or '?'} parameters), loaded from {report['model_class_module']}")
+    print(
+        f"Model: {model_dir} ({summary['num_parameters'] or '?'} parameters), loaded from {report['model_class_module']}"
+    )
     print(
         f"Fashion-MNIST test accuracy: top-1 {evaluation['top1_accuracy']:.2%}, top-5 {evaluation['top5_accuracy']:.2%} "
         f"on {evaluation['num_samples']} images"

@@ -84,7 +84,9 @@ def read_idx_file(path: str, expected_magic: int) -> np.ndarray:
         payload = handle.read()
     magic = int.from_bytes(payload[:4], "big")
     if magic != expected_magic:
-        raise ValueError(f"{path} is not an idx file of the expected kind (magic {magic:#010x}, expected {expected_magic:#010x}).")
+        raise ValueError(
+            f"{path} is not an idx file of the expected kind (magic {magic:#010x}, expected {expected_magic:#010x})."
+        )
     num_dimensions = magic & 0xFF
     shape = tuple(int.from_bytes(payload[4 + 4 * index : 8 + 4 * index], "big") for index in range(num_dimensions))
     offset = 4 + 4 * num_dimensions
@@ -204,7 +206,9 @@ def _label_names(dataset, label_column: str, split_name: str) -> tuple[list[str]
         return names, {name: index for index, name in enumerate(names)}
     if all(isinstance(value, (int, np.integer)) and not isinstance(value, bool) for value in values):
         if values and min(values) < 0:
-            raise ValueError(f"Label column {label_column!r} has negative labels ({min(values)}); labels must be >= 0.")
+            raise ValueError(
+                f"Label column {label_column!r} has negative labels ({min(values)}); labels must be >= 0."
+            )
         return [str(index) for index in range(max(values) + 1 if values else 0)], None
     raise ValueError(
         f"Label column {label_column!r} must hold class indices (ClassLabel/int) or class-name strings; found "
@@ -262,7 +266,9 @@ def load_image_classification_data(
         test = _undecoded(load_fashion_mnist("test", directory, max_samples=max_eval_samples, seed=seed), "image")
         splits = {"validation": test, "test": test}
         if load_train:
-            splits["train"] = _undecoded(load_fashion_mnist("train", directory, max_samples=max_train_samples, seed=seed), "image")
+            splits["train"] = _undecoded(
+                load_fashion_mnist("train", directory, max_samples=max_train_samples, seed=seed), "image"
+            )
         return ImageClassificationData(
             splits=splits,
             label_names=list(FASHION_MNIST_LABELS),
@@ -290,12 +296,17 @@ def load_image_classification_data(
         hub_dataset_id = dataset_name if not os.path.exists(dataset_name) else None
     else:
         data_files = {}
-        for split_name, folder, flag in (("train", train_dir, "--train_dir"), ("validation", validation_dir, "--validation_dir")):
+        for split_name, folder, flag in (
+            ("train", train_dir, "--train_dir"),
+            ("validation", validation_dir, "--validation_dir"),
+        ):
             if folder is not None:
                 _check_folder(folder, flag)
                 data_files[split_name] = os.path.join(folder, "**")
         loaded = datasets.load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir, streaming=streaming)
-        source = "image folders " + ", ".join(f"{name}={folder}" for name, folder in (("train", train_dir), ("validation", validation_dir)) if folder)
+        source = "image folders " + ", ".join(
+            f"{name}={folder}" for name, folder in (("train", train_dir), ("validation", validation_dir)) if folder
+        )
         hub_dataset_id = None
 
     splits = dict(loaded.items())
@@ -329,7 +340,9 @@ def load_image_classification_data(
 
     if not streaming:
         if max_train_samples is not None and "train" in splits:
-            splits["train"] = splits["train"].shuffle(seed=seed).select(range(min(max_train_samples, len(splits["train"]))))
+            splits["train"] = (
+                splits["train"].shuffle(seed=seed).select(range(min(max_train_samples, len(splits["train"]))))
+            )
         if max_eval_samples is not None:
             for split_name in splits:
                 if split_name != "train":
@@ -499,7 +512,10 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
         except Exception as error:  # PIL raises many types for corrupt files
             if self.num_logged_unreadable < MAX_LOGGED_UNREADABLE:
                 logger.warning(
-                    "Skipping unreadable image %s (sample %d): %s", _describe_source(example[self.image_column]), index, error
+                    "Skipping unreadable image %s (sample %d): %s",
+                    _describe_source(example[self.image_column]),
+                    index,
+                    error,
                 )
             self.num_logged_unreadable += 1
             image, label = PIL.Image.new("RGB", (self.blank_size, self.blank_size)), UNREADABLE_LABEL

@@ -165,7 +165,9 @@ def run_evaluation(args: argparse.Namespace) -> dict:
             args.model_name_or_path, trust_remote_code=args.trust_remote_code
         )
     except (OSError, ValueError) as error:
-        logger.warning("No image processor with %s (%s); using the default SoftImageProcessor.", args.model_name_or_path, error)
+        logger.warning(
+            "No image processor with %s (%s); using the default SoftImageProcessor.", args.model_name_or_path, error
+        )
         image_processor = SoftImageProcessor()
 
     with accelerator.main_process_first():

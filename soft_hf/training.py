@@ -79,7 +79,9 @@ CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int, reference: int = REFERENCE_BATCH_SIZE) -> float:
+def linear_scaled_learning_rate(
+    base_learning_rate: float, global_batch_size: int, reference: int = REFERENCE_BATCH_SIZE
+) -> float:
     """The official linear scaling rule: `base_learning_rate` is the rate for `reference` images per update."""
     return base_learning_rate * global_batch_size / reference
 
@@ -111,12 +113,19 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def create_optimizer(model: nn.Module, learning_rate: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
-    groups = [{key: value for key, value in group.items() if key != "names"} for group in parameter_groups(model, weight_decay)]
+def create_optimizer(
+    model: nn.Module, learning_rate: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8
+):
+    groups = [
+        {key: value for key, value in group.items() if key != "names"}
+        for group in parameter_groups(model, weight_decay)
+    ]
     return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
-def create_lr_scheduler(optimizer, total_steps: int, warmup_steps: int, warmup_learning_rate: float, min_learning_rate: float):
+def create_lr_scheduler(
+    optimizer, total_steps: int, warmup_steps: int, warmup_learning_rate: float, min_learning_rate: float
+):
     """timm's cosine schedule, stepped per optimizer update (`scheduler.step_update(num_updates)`): linear warmup from
     `warmup_learning_rate` over `warmup_steps`, then cosine to `min_learning_rate` at `total_steps` (the warmup
     counts towards the cosine period, as in the official runs)."""
@@ -174,7 +183,7 @@ def default_num_workers(accelerator) -> int:
     """Data-loader workers per process: the CPUs of this machine shared by its processes, minus one for the
     training process itself, at most 8."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local_processes = max(1, accelerator.num_processes // max(1, getattr(accelerator.state, "num_nodes", 1) or 1))
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     return max(0, min(8, cpus // local_processes - 1))
 
 
@@ -214,7 +223,10 @@ def add_data_arguments(parser: argparse.ArgumentParser, evaluation_only: bool = 
     group.add_argument("--max_eval_samples", type=int, default=None, help="Evaluate on a seeded random subset.")
     group.add_argument("--cache_dir", default=None, help="Cache folder of `datasets`/Transformers downloads.")
     group.add_argument(
-        "--num_workers", type=int, default=None, help="Data-loader workers per process (default: CPUs per process - 1)."
+        "--num_workers",
+        type=int,
+        default=None,
+        help="Data-loader workers per process (default: CPUs per process - 1).",
     )
     if evaluation_only:
         group.add_argument("--seed", type=int, default=42, help="Seed of the subset selection.")
@@ -239,7 +251,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--config_overrides",
         default=None,
-        help='JSON object of SoftConfig fields overriding the preset, e.g. \'{"depths": [1, 1, 1, 1]}\'.',
+        help="JSON object of SoftConfig fields overriding the preset, e.g. '{\"depths\": [1, 1, 1, 1]}'.",
     )
     model.add_argument(
         "--image_size",
@@ -247,7 +259,9 @@ def build_train_parser() -> argparse.ArgumentParser:
         default=None,
         help="Training crop and evaluation crop size (multiple of 32; default: the model's image_size).",
     )
-    model.add_argument("--crop_pct", type=float, default=0.9, help="Evaluation: resize to image_size / crop_pct, crop.")
+    model.add_argument(
+        "--crop_pct", type=float, default=0.9, help="Evaluation: resize to image_size / crop_pct, crop."
+    )
     model.add_argument("--drop_path_rate", type=float, default=0.1)
     model.add_argument(
         "--ignore_mismatched_sizes",
@@ -299,11 +313,16 @@ def build_train_parser() -> argparse.ArgumentParser:
     optimization.add_argument("--ratio", type=float, nargs=2, default=(3 / 4, 4 / 3))
     optimization.add_argument("--hflip", type=float, default=0.5)
     optimization.add_argument("--train_interpolation", default="random")
-    optimization.add_argument("--model_ema", action="store_true", help="Keep (and evaluate, export) an EMA of the weights.")
+    optimization.add_argument(
+        "--model_ema", action="store_true", help="Keep (and evaluate, export) an EMA of the weights."
+    )
     optimization.add_argument("--model_ema_decay", type=float, default=0.99996)
     optimization.add_argument("--seed", type=int, default=42)
     optimization.add_argument(
-        "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="Default: the accelerate config/launcher."
+        "--mixed_precision",
+        choices=("no", "fp16", "bf16"),
+        default=None,
+        help="Default: the accelerate config/launcher.",
     )
     optimization.add_argument(
         "--cpu",
@@ -358,8 +377,15 @@ def check_train_args(args: argparse.Namespace) -> None:
     if args.dataset_name is not None and (args.train_dir is not None or args.validation_dir is not None):
         raise ValueError("Pass either --dataset_name or --train_dir/--validation_dir, not both.")
     if args.validation_dir is not None and args.train_dir is None:
-        raise ValueError("--validation_dir needs --train_dir (evaluate a saved model with scripts/evaluate.py instead).")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "num_train_epochs"):
+        raise ValueError(
+            "--validation_dir needs --train_dir (evaluate a saved model with scripts/evaluate.py instead)."
+        )
+    for name in (
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+    ):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if args.max_train_steps is not None and args.max_train_steps < 1:
@@ -371,7 +397,9 @@ def check_train_args(args: argparse.Namespace) -> None:
         )
     if args.checkpointing_steps is not None and args.checkpointing_steps != "epoch":
         if not str(args.checkpointing_steps).isdigit() or int(args.checkpointing_steps) < 1:
-            raise ValueError(f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}.")
+            raise ValueError(
+                f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}."
+            )
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/soft-tiny-finetuned).")
     if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
@@ -477,7 +505,9 @@ def build_model_and_processor(args, label_names: list[str]):
     id2label = dict(enumerate(label_names))
     overrides = json.loads(args.config_overrides) if args.config_overrides else {}
     if args.model_name_or_path is None:
-        config = build_model_config(args.model_type, len(label_names), id2label, args.image_size, args.drop_path_rate, overrides)
+        config = build_model_config(
+            args.model_type, len(label_names), id2label, args.image_size, args.drop_path_rate, overrides
+        )
         from .modeling_soft import SoftForImageClassification
 
         model = SoftForImageClassification(config)
@@ -499,7 +529,10 @@ def build_model_and_processor(args, label_names: list[str]):
             **overrides,
         )
         config = AutoConfig.from_pretrained(
-            args.model_name_or_path, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code, **config_arguments
+            args.model_name_or_path,
+            cache_dir=args.cache_dir,
+            trust_remote_code=args.trust_remote_code,
+            **config_arguments,
         )
         model = AutoModelForImageClassification.from_pretrained(
             args.model_name_or_path,
@@ -552,7 +585,9 @@ class RunLayout:
         return os.path.join(self.output_dir, TRAIN_LOG_NAME)
 
 
-def push_folder_to_hub(folder: str, repo_id: str, token: str | None = None, private: bool = False, message: str = "Upload SOFT") -> str:
+def push_folder_to_hub(
+    folder: str, repo_id: str, token: str | None = None, private: bool = False, message: str = "Upload SOFT"
+) -> str:
     """Create the Hub repository if needed and upload `folder` to it; returns the commit URL."""
     from huggingface_hub import HfApi
 
@@ -592,7 +627,9 @@ def train(args: argparse.Namespace) -> dict:
         **accelerator_log_kwargs,
     )
     run_logger = get_logger(__name__)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
     run_logger.info(accelerator.state, main_process_only=False)
     if accelerator.is_local_main_process:
         datasets.utils.logging.set_verbosity_warning()
@@ -673,14 +710,22 @@ def train(args: argparse.Namespace) -> dict:
     )
     train_sampler = None if data.streaming else EpochShuffleSampler(len(train_dataset), seed=args.seed)
     train_dataloader = torch.utils.data.DataLoader(
-        train_dataset, batch_size=args.per_device_train_batch_size, sampler=train_sampler, drop_last=True, **loader_kwargs
+        train_dataset,
+        batch_size=args.per_device_train_batch_size,
+        sampler=train_sampler,
+        drop_last=True,
+        **loader_kwargs,
     )
     eval_dataloader = torch.utils.data.DataLoader(
         eval_dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, **loader_kwargs
     )
 
     # Optimizer, schedule, loss ------------------------------------------------------------------------------------
-    learning_rate = args.learning_rate if args.no_lr_scaling else linear_scaled_learning_rate(args.learning_rate, global_batch_size)
+    learning_rate = (
+        args.learning_rate
+        if args.no_lr_scaling
+        else linear_scaled_learning_rate(args.learning_rate, global_batch_size)
+    )
     optimizer = create_optimizer(
         model, learning_rate, args.weight_decay, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
     )
@@ -693,7 +738,9 @@ def train(args: argparse.Namespace) -> dict:
         num_examples = _streamed_split_size(data.split("train"))
         if num_examples is not None and args.max_train_samples is not None:
             num_examples = min(num_examples, args.max_train_samples)
-        batches_per_epoch = num_examples // (args.per_device_train_batch_size * accelerator.num_processes) if num_examples else None
+        batches_per_epoch = (
+            num_examples // (args.per_device_train_batch_size * accelerator.num_processes) if num_examples else None
+        )
     else:
         batches_per_epoch = len(train_dataloader)
     steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps) if batches_per_epoch else None
@@ -709,10 +756,15 @@ def train(args: argparse.Namespace) -> dict:
     if min_learning_rate > learning_rate:
         run_logger.warning(
             "--min_learning_rate %.3g is above the peak learning rate %.3g (global batch %d): the cosine would rise; "
-            "using the peak as the floor.", min_learning_rate, learning_rate, global_batch_size,
+            "using the peak as the floor.",
+            min_learning_rate,
+            learning_rate,
+            global_batch_size,
         )
         min_learning_rate = learning_rate
-    scheduler = create_lr_scheduler(optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, min_learning_rate)
+    scheduler = create_lr_scheduler(
+        optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, min_learning_rate
+    )
     mixup_active = args.mixup > 0 or args.cutmix > 0
     mixup = (
         Mixup(
@@ -755,15 +807,22 @@ def train(args: argparse.Namespace) -> dict:
     if args.resume_from_checkpoint:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         if checkpoint is None:
-            run_logger.info("No checkpoint in %s yet: starting from scratch.", os.path.join(args.output_dir, CHECKPOINTS_DIR_NAME))
+            run_logger.info(
+                "No checkpoint in %s yet: starting from scratch.", os.path.join(args.output_dir, CHECKPOINTS_DIR_NAME)
+            )
         else:
             with open(os.path.join(checkpoint, TRAINING_STATE_NAME), encoding="utf-8") as handle:
                 saved = json.load(handle)
-            changed = {key: (saved["setup"].get(key), value) for key, value in run_setup.items() if saved["setup"].get(key) != value}
+            changed = {
+                key: (saved["setup"].get(key), value)
+                for key, value in run_setup.items()
+                if saved["setup"].get(key) != value
+            }
             if changed:
+                differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
                 raise ValueError(
-                    f"Cannot resume {checkpoint} exactly: the run setup changed ({', '.join(f'{key}: {old} -> {new}' for key, (old, new) in changed.items())}). "
-                    "Resume with the same processes, batch size, accumulation, schedule length and seed."
+                    f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
+                    "processes, batch size, accumulation, schedule length and seed."
                 )
             accelerator.load_state(checkpoint)
             completed_steps = saved["completed_steps"]
@@ -772,12 +831,20 @@ def train(args: argparse.Namespace) -> dict:
             if batches_per_epoch is not None and resume_batches >= batches_per_epoch:
                 evaluate_first = not saved.get("epoch_finished", False)
                 starting_epoch, resume_batches = starting_epoch + 1, 0
-            run_logger.info("Resumed from %s at step %d (epoch %d, batch %d).", checkpoint, completed_steps, starting_epoch, resume_batches)
+            run_logger.info(
+                "Resumed from %s at step %d (epoch %d, batch %d).",
+                checkpoint,
+                completed_steps,
+                starting_epoch,
+                resume_batches,
+            )
             if accelerator.is_main_process:
                 _truncate_train_log(args.output_dir, completed_steps)
 
     if args.with_tracking:
-        hyperparameters = {key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))}
+        hyperparameters = {
+            key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))
+        }
         accelerator.init_trackers("soft_image_classification", config=hyperparameters)
 
     num_parameters = sum(parameter.numel() for parameter in accelerator.unwrap_model(model).parameters())
@@ -786,24 +853,51 @@ def train(args: argparse.Namespace) -> dict:
     if not data.streaming:
         run_logger.info("  Training images: %d, validation images: %d", len(train_dataset), len(eval_dataset))
     run_logger.info("  Parameters: %.2fM, image size %d", num_parameters / 1e6, image_size)
-    run_logger.info("  Epochs: %s, optimizer steps: %d (%s per epoch), warmup steps: %d", num_epochs, max_train_steps, steps_per_epoch, warmup_steps)
-    run_logger.info("  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g", global_batch_size, args.per_device_train_batch_size, accelerator.num_processes, args.gradient_accumulation_steps, learning_rate)
+    run_logger.info(
+        "  Epochs: %s, optimizer steps: %d (%s per epoch), warmup steps: %d",
+        num_epochs,
+        max_train_steps,
+        steps_per_epoch,
+        warmup_steps,
+    )
+    run_logger.info(
+        "  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g",
+        global_batch_size,
+        args.per_device_train_batch_size,
+        accelerator.num_processes,
+        args.gradient_accumulation_steps,
+        learning_rate,
+    )
 
     # Loop helpers -------------------------------------------------------------------------------------------------
     def evaluate_and_track(epoch: int, predictions_path: str | None = None) -> dict:
         results = evaluate_model(model, eval_dataloader, accelerator, label_names, predictions_path=predictions_path)
-        record = {"epoch": epoch, "step": completed_steps, **{key: results[key] for key in ("top1_accuracy", "top5_accuracy", "loss", "num_samples", "num_skipped")}}
+        record = {
+            "epoch": epoch,
+            "step": completed_steps,
+            **{key: results[key] for key in ("top1_accuracy", "top5_accuracy", "loss", "num_samples", "num_skipped")},
+        }
         if ema is not None:
             ema_results = evaluate_model(ema.module, eval_dataloader, accelerator, label_names)
-            record["ema_top1_accuracy"], record["ema_top5_accuracy"] = ema_results["top1_accuracy"], ema_results["top5_accuracy"]
+            record["ema_top1_accuracy"], record["ema_top5_accuracy"] = (
+                ema_results["top1_accuracy"],
+                ema_results["top5_accuracy"],
+            )
             results["ema"] = ema_results
         run_logger.info(
-            "epoch %d step %d: top-1 %.4f top-5 %.4f loss %.4f%s", epoch, completed_steps, results["top1_accuracy"],
-            results["top5_accuracy"], results["loss"],
+            "epoch %d step %d: top-1 %.4f top-5 %.4f loss %.4f%s",
+            epoch,
+            completed_steps,
+            results["top1_accuracy"],
+            results["top5_accuracy"],
+            results["loss"],
             f" (EMA top-1 {record['ema_top1_accuracy']:.4f})" if ema is not None else "",
         )
         if args.with_tracking:
-            accelerator.log({f"eval/{key}": value for key, value in record.items() if key not in ("epoch", "step")}, step=completed_steps)
+            accelerator.log(
+                {f"eval/{key}": value for key, value in record.items() if key not in ("epoch", "step")},
+                step=completed_steps,
+            )
         history.append(record)
         return results
 
@@ -811,7 +905,10 @@ def train(args: argparse.Namespace) -> dict:
         if accelerator.is_main_process:
             metrics = metrics_for_card(results)
             metrics.update(
-                {"train_images_per_second": throughput(), "epoch": completed_steps / steps_per_epoch if steps_per_epoch else completed_steps}
+                {
+                    "train_images_per_second": throughput(),
+                    "epoch": completed_steps / steps_per_epoch if steps_per_epoch else completed_steps,
+                }
             )
             export_pretrained(
                 export_model,
@@ -833,7 +930,12 @@ def train(args: argparse.Namespace) -> dict:
             results = evaluate_and_track(epoch)
             if best["top1_accuracy"] is None or results["top1_accuracy"] > best["top1_accuracy"]:
                 best.update(top1_accuracy=results["top1_accuracy"], epoch=epoch, step=completed_steps)
-                export(layout.best, accelerator.unwrap_model(model), results, f"best validation top-1 so far (epoch {epoch + 1})")
+                export(
+                    layout.best,
+                    accelerator.unwrap_model(model),
+                    results,
+                    f"best validation top-1 so far (epoch {epoch + 1})",
+                )
 
     def checkpoint_state(epoch: int, batches_in_epoch: int, epoch_finished: bool) -> dict:
         return {
@@ -849,7 +951,11 @@ def train(args: argparse.Namespace) -> dict:
 
     # Loop ---------------------------------------------------------------------------------------------------------
     progress_bar = tqdm(
-        total=max_train_steps, initial=completed_steps, disable=not accelerator.is_local_main_process, desc="train", dynamic_ncols=True
+        total=max_train_steps,
+        initial=completed_steps,
+        disable=not accelerator.is_local_main_process,
+        desc="train",
+        dynamic_ncols=True,
     )
     log_handle = open(layout.train_log, "a", encoding="utf-8") if accelerator.is_main_process else None
     recent = deque(maxlen=20)  # (images, seconds) of recent steps for the progress bar
@@ -873,6 +979,7 @@ def train(args: argparse.Namespace) -> dict:
         step_loss = torch.zeros((), device=accelerator.device)
         step_images = torch.zeros((), device=accelerator.device, dtype=torch.long)
         step_skipped = torch.zeros((), device=accelerator.device, dtype=torch.long)
+        step_micro_batches = 0  # the last step of an epoch may accumulate fewer batches
         step_start = time.perf_counter()  # time spent on evaluation and checkpoints is not training time
         for batch in active_dataloader:
             batches_in_epoch += 1
@@ -897,7 +1004,8 @@ def train(args: argparse.Namespace) -> dict:
                 scheduler.step_update(completed_steps)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.detach() / args.gradient_accumulation_steps
+                step_loss += loss.detach()
+                step_micro_batches += 1
                 step_images += len(labels)
             if not accelerator.sync_gradients:
                 continue
@@ -907,7 +1015,7 @@ def train(args: argparse.Namespace) -> dict:
             completed_steps += 1
             if ema is not None:
                 ema.update(accelerator.unwrap_model(model), step=completed_steps)
-            mean_loss = accelerator.reduce(step_loss, reduction="mean").item()
+            mean_loss = accelerator.reduce(step_loss / step_micro_batches, reduction="mean").item()
             images = int(accelerator.reduce(step_images, reduction="sum").item())
             skipped = int(accelerator.reduce(step_skipped, reduction="sum").item())
             now = time.perf_counter()
@@ -932,18 +1040,35 @@ def train(args: argparse.Namespace) -> dict:
                 run_logger.warning("Step %d skipped %d unreadable training image(s).", completed_steps, skipped)
             if args.with_tracking and (completed_steps % args.logging_steps == 0 or completed_steps == 1):
                 accelerator.log(
-                    {"train/loss": mean_loss, "train/learning_rate": learning_rate_used, "train/images_per_second": images_per_second, "train/epoch": epoch},
+                    {
+                        "train/loss": mean_loss,
+                        "train/learning_rate": learning_rate_used,
+                        "train/images_per_second": images_per_second,
+                        "train/epoch": epoch,
+                    },
                     step=completed_steps,
                 )
             progress_bar.update(1)
-            progress_bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{learning_rate_used:.2e}", img_s=f"{images_per_second:.0f}")
+            progress_bar.set_postfix(
+                loss=f"{mean_loss:.4f}", lr=f"{learning_rate_used:.2e}", img_s=f"{images_per_second:.0f}"
+            )
             step_loss.zero_()
+            step_micro_batches = 0
             step_images.zero_()
             step_skipped.zero_()
 
-            stop_now = args.stop_after_steps is not None and completed_steps >= args.stop_after_steps and completed_steps < max_train_steps
+            stop_now = (
+                args.stop_after_steps is not None
+                and completed_steps >= args.stop_after_steps
+                and completed_steps < max_train_steps
+            )
             if (checkpointing_steps and completed_steps % checkpointing_steps == 0) or stop_now:
-                save_checkpoint(accelerator, args.output_dir, checkpoint_state(epoch, batches_in_epoch, False), args.checkpoints_total_limit)
+                save_checkpoint(
+                    accelerator,
+                    args.output_dir,
+                    checkpoint_state(epoch, batches_in_epoch, False),
+                    args.checkpoints_total_limit,
+                )
             if stop_now:
                 stopped_early = True
                 break
@@ -954,7 +1079,12 @@ def train(args: argparse.Namespace) -> dict:
             break
         end_of_epoch(epoch)
         if checkpoint_every_epoch:
-            save_checkpoint(accelerator, args.output_dir, checkpoint_state(epoch, batches_in_epoch, True), args.checkpoints_total_limit)
+            save_checkpoint(
+                accelerator,
+                args.output_dir,
+                checkpoint_state(epoch, batches_in_epoch, True),
+                args.checkpoints_total_limit,
+            )
     progress_bar.close()
     if log_handle is not None:
         log_handle.close()
@@ -962,7 +1092,8 @@ def train(args: argparse.Namespace) -> dict:
     if stopped_early:
         run_logger.info(
             "Stopped after step %d of %d as asked (--stop_after_steps); continue with --resume_from_checkpoint latest.",
-            completed_steps, max_train_steps,
+            completed_steps,
+            max_train_steps,
         )
         accelerator.wait_for_everyone()
         accelerator.end_training()
@@ -1005,10 +1136,20 @@ def train(args: argparse.Namespace) -> dict:
             json.dump(all_results, handle, indent=2)
         run_logger.info(
             "Done: top-1 %.4f, top-5 %.4f on %d validation images; %.1f training images/s. Model: %s",
-            results["top1_accuracy"], results["top5_accuracy"], results["num_samples"], throughput(), layout.final,
+            results["top1_accuracy"],
+            results["top5_accuracy"],
+            results["num_samples"],
+            throughput(),
+            layout.final,
         )
         if args.push_to_hub:
-            url = push_folder_to_hub(layout.final, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo, message=f"SOFT trained on {data.source}")
+            url = push_folder_to_hub(
+                layout.final,
+                args.hub_model_id,
+                token=args.hub_token,
+                private=args.hub_private_repo,
+                message=f"SOFT trained on {data.source}",
+            )
             run_logger.info("Pushed %s to %s", layout.final, url)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -1025,7 +1166,11 @@ def _streamed_split_size(dataset) -> int | None:
 
 
 def _provenance(args, source: str, steps: int, global_batch_size: int, note: str) -> str:
-    start = f"fine-tuned from `{args.model_name_or_path}`" if args.model_name_or_path else f"trained from scratch ({args.model_type})"
+    start = (
+        f"fine-tuned from `{args.model_name_or_path}`"
+        if args.model_name_or_path
+        else f"trained from scratch ({args.model_type})"
+    )
     return (
         f"These weights were {start} with soft-hf's `scripts/train.py` on {source}: {steps} optimizer steps with a "
         f"global batch of {global_batch_size}, seed {args.seed}. This export holds the {note}; the metrics below were "

@@ -37,10 +37,10 @@ TINY_MODEL_FLAGS = [
     "0",
 ]
 # The official recipe minus the regularisation that makes a loss curve of a few steps noisy.
-PLAIN_RECIPE_FLAGS = [
-    "--mixup", "0", "--cutmix", "0", "--auto_augment", "none", "--color_jitter", "0", "--reprob", "0",
-    "--label_smoothing", "0", "--drop_path_rate", "0", "--scale", "0.9", "1.0", "--hflip", "0",
-]
+PLAIN_RECIPE_FLAGS = """
+    --mixup 0 --cutmix 0 --auto_augment none --color_jitter 0 --reprob 0 --label_smoothing 0 --drop_path_rate 0
+    --scale 0.9 1.0 --hflip 0
+""".split()
 
 
 def subprocess_environment(home: Path) -> dict[str, str]:
@@ -85,11 +85,15 @@ def run_command(command: list[str], home: Path, timeout: float = 300) -> subproc
         timeout=timeout,
     )
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
-def make_image_folder(root: Path, images_per_class: dict[str, int], seed: int, corrupt: dict[str, int] | None = None) -> Path:
+def make_image_folder(
+    root: Path, images_per_class: dict[str, int], seed: int, corrupt: dict[str, int] | None = None
+) -> Path:
     """A folder with one sub-folder of small random PNGs per class (class c has mean brightness ~ c), plus
     `corrupt[class]` files that are not images."""
     rng = np.random.default_rng(seed)

@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 from soft_hf import SoftConfig, SoftForImageClassification
 from soft_hf.data import (
+    DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_LABELS,
+    IDX_LABELS_MAGIC,
     UNREADABLE_LABEL,
     AugmentationConfig,
     EpochShuffleSampler,
@@ -27,8 +29,6 @@ from soft_hf.data import (
     load_fashion_mnist,
     load_image_classification_data,
     read_idx_file,
-    IDX_LABELS_MAGIC,
-    DEFAULT_FASHION_MNIST_DIR,
 )
 from soft_hf.image_processing_soft import SoftImageProcessor
 from soft_hf.metrics import top_k_accuracy_metric
@@ -104,7 +104,9 @@ def test_learning_rate_schedule_warmup_cosine_and_linear_scaling():
     assert linear_scaled_learning_rate(1e-3, 1024) == pytest.approx(1e-3)
     assert linear_scaled_learning_rate(1e-3, 256) == pytest.approx(2.5e-4)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
-    scheduler = create_lr_scheduler(optimizer, total_steps=100, warmup_steps=10, warmup_learning_rate=1e-6, min_learning_rate=5e-5)
+    scheduler = create_lr_scheduler(
+        optimizer, total_steps=100, warmup_steps=10, warmup_learning_rate=1e-6, min_learning_rate=5e-5
+    )
     rates = []
     for step in range(100):
         scheduler.step_update(step)
@@ -114,7 +116,9 @@ def test_learning_rate_schedule_warmup_cosine_and_linear_scaling():
     assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:]))  # cosine falls
     # The cosine spans the whole run, warmup included, as with the official (timm, warmup_prefix=False) scheduler.
     for step in (10, 50, 99):
-        assert rates[step] == pytest.approx(5e-5 + 0.5 * (1e-3 - 5e-5) * (1 + math.cos(math.pi * step / 100)), rel=1e-9)
+        assert rates[step] == pytest.approx(
+            5e-5 + 0.5 * (1e-3 - 5e-5) * (1 + math.cos(math.pi * step / 100)), rel=1e-9
+        )
     assert max(rates) == rates[10]
 
 
@@ -172,7 +176,9 @@ def test_data_errors_name_the_fix(tmp_path):
 def test_augmentation_is_a_function_of_seed_epoch_and_index_and_leaves_global_rngs_alone(tmp_path):
     make_image_folder(tmp_path / "train", {"a": 3, "b": 3}, seed=0, corrupt={"a": 1})
     data = load_image_classification_data(train_dir=str(tmp_path / "train"), train_val_split=None)
-    dataset = ImageClassificationDataset(data.split("train"), build_train_transform(AugmentationConfig(image_size=32)), seed=5)
+    dataset = ImageClassificationDataset(
+        data.split("train"), build_train_transform(AugmentationConfig(image_size=32)), seed=5
+    )
     states = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state())
     first = [dataset[index]["pixel_values"] for index in range(len(dataset))]
     again = [dataset[index]["pixel_values"] for index in reversed(range(len(dataset)))][::-1]
@@ -245,8 +251,16 @@ def test_accelerate_launch_trains_lowers_loss_and_writes_loadable_model(tmp_path
     evaluation = tmp_path / "evaluation.json"
     run_command(
         [
-            sys.executable, EVALUATE_SCRIPT, "--model_name_or_path", output_dir / "final", "--max_eval_samples", "40",
-            "--num_workers", "0", "--output_file", evaluation,
+            sys.executable,
+            EVALUATE_SCRIPT,
+            "--model_name_or_path",
+            output_dir / "final",
+            "--max_eval_samples",
+            "40",
+            "--num_workers",
+            "0",
+            "--output_file",
+            evaluation,
         ],
         tmp_path,
     )
@@ -258,8 +272,23 @@ def test_accelerate_launch_trains_lowers_loss_and_writes_loadable_model(tmp_path
 
     # Fine-tuning the exported model on a new label set: a new head, the pretrained body (an lr of 1e-12 keeps it).
     make_image_folder(tmp_path / "pets", {"cat": 8, "dog": 8}, seed=3)
-    finetune = [sys.executable, TRAIN_SCRIPT, "--model_name_or_path", output_dir / "final", "--train_dir", tmp_path / "pets"]
-    finetune += [*PLAIN_RECIPE_FLAGS, "--num_workers", "0", "--per_device_train_batch_size", "4", "--max_train_steps", "2"]
+    finetune = [
+        sys.executable,
+        TRAIN_SCRIPT,
+        "--model_name_or_path",
+        output_dir / "final",
+        "--train_dir",
+        tmp_path / "pets",
+    ]
+    finetune += [
+        *PLAIN_RECIPE_FLAGS,
+        "--num_workers",
+        "0",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_train_steps",
+        "2",
+    ]
     finetune += ["--learning_rate", "1e-12", "--no_lr_scaling", "--warmup_steps", "0", "--min_learning_rate", "0"]
     finetune += ["--output_dir", tmp_path / "pets_run"]
     with pytest.raises(AssertionError, match="--ignore_mismatched_sizes"):
