@@ -20,6 +20,7 @@ This module does not travel with checkpoints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ import re
 import shutil
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -48,6 +49,7 @@ from .data import (
     load_image_classification_data,
 )
 from .evaluation import evaluate_model, metrics_for_card
+from .export import export_pretrained
 from .modeling_soft import minimum_image_size
 
 
@@ -602,558 +604,627 @@ def push_folder_to_hub(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run training as configured by `build_train_parser` flags; returns the final results (also written to
-    OUTPUT_DIR/all_results.json). Returns early, without final evaluation/export, when --stop_after_steps ends
-    the invocation."""
-    import datasets
-    import transformers
-    from accelerate import Accelerator
-    from accelerate.logging import get_logger
-    from accelerate.utils import set_seed
-    from timm.data import Mixup
-    from tqdm.auto import tqdm
+@dataclass
+class TrainingProgress:
+    """Where a run is and what it measured; saved as JSON in every checkpoint (`training_state.json`)."""
 
-    from .export import export_pretrained
+    completed_steps: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    epoch_finished: bool = False
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"top1_accuracy": None, "epoch": None, "step": None})
+    training_seconds: float = 0.0
+    train_images: int = 0
+    skipped_train_images: int = 0
 
-    check_train_args(args)
-    accelerator_log_kwargs = {}
-    if args.with_tracking:
-        accelerator_log_kwargs = {"log_with": args.report_to, "project_dir": args.output_dir}
-    accelerator = Accelerator(
-        cpu=args.cpu,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        **accelerator_log_kwargs,
-    )
-    run_logger = get_logger(__name__)
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
-    )
-    run_logger.info(accelerator.state, main_process_only=False)
-    if accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_warning()
-        transformers.utils.logging.set_verbosity_warning()
-    else:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # the exports' "Writing model shards" bars
-    set_seed(args.seed)
-    layout = RunLayout(args.output_dir)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
-            json.dump(vars(args), handle, indent=2)
-    accelerator.wait_for_everyone()
+    @property
+    def images_per_second(self) -> float:
+        return self.train_images / self.training_seconds if self.training_seconds > 0 else float("nan")
 
-    # Data ---------------------------------------------------------------------------------------------------------
-    with accelerator.main_process_first():
-        data = load_image_classification_data(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            fashion_mnist_dir=args.fashion_mnist_dir,
-            streaming=args.streaming,
-            image_column_name=args.image_column_name,
-            label_column_name=args.label_column_name,
-            train_val_split=args.train_val_split,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
+    def improves_best(self, top1_accuracy: float) -> bool:
+        return self.best["top1_accuracy"] is None or top1_accuracy > self.best["top1_accuracy"]
+
+
+class SoftTrainer:
+    """One training run as configured by `build_train_parser` flags (see the module docstring for the recipe).
+
+    `SoftTrainer(args).train()` builds everything with Accelerate, resumes if asked, trains, validates every
+    `--eval_every_epochs`, checkpoints, and finally evaluates and exports the final, best and EMA models."""
+
+    def __init__(self, args: argparse.Namespace):
+        import datasets
+        import transformers
+        from accelerate import Accelerator
+        from accelerate.logging import get_logger
+        from accelerate.utils import set_seed
+
+        check_train_args(args)
+        self.args = args
+        tracking = {"log_with": args.report_to, "project_dir": args.output_dir} if args.with_tracking else {}
+        self.accelerator = Accelerator(
+            cpu=args.cpu,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            mixed_precision=args.mixed_precision,
+            **tracking,
+        )
+        logging.basicConfig(
+            format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+        )
+        self.logger = get_logger(__name__)
+        self.logger.info(self.accelerator.state, main_process_only=False)
+        verbosity = "warning" if self.accelerator.is_local_main_process else "error"
+        getattr(datasets.utils.logging, f"set_verbosity_{verbosity}")()
+        getattr(transformers.utils.logging, f"set_verbosity_{verbosity}")()
+        transformers.utils.logging.disable_progress_bar()  # the exports' "Writing model shards" bars
+        self.layout = RunLayout(args.output_dir)
+        if self.accelerator.is_main_process:
+            os.makedirs(args.output_dir, exist_ok=True)
+            with open(os.path.join(args.output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+                json.dump(vars(args), handle, indent=2)
+
+        set_seed(args.seed)  # the same initial weights on every process
+        self._build_data_and_model()
+        self._build_optimization()
+        # Dropout, drop path and mixup draw per-process streams from here on.
+        set_seed(args.seed, device_specific=True)
+        self.progress = TrainingProgress()
+
+    # Setup --------------------------------------------------------------------------------------------------------
+
+    def _build_data_and_model(self) -> None:
+        args, accelerator = self.args, self.accelerator
+        with accelerator.main_process_first():
+            self.data = load_image_classification_data(
+                dataset_name=args.dataset_name,
+                dataset_config_name=args.dataset_config_name,
+                train_dir=args.train_dir,
+                validation_dir=args.validation_dir,
+                fashion_mnist_dir=args.fashion_mnist_dir,
+                streaming=args.streaming,
+                image_column_name=args.image_column_name,
+                label_column_name=args.label_column_name,
+                train_val_split=args.train_val_split,
+                max_train_samples=args.max_train_samples,
+                max_eval_samples=args.max_eval_samples,
+                seed=args.seed,
+                cache_dir=args.cache_dir,
+                trust_remote_code=args.trust_remote_code,
+                shuffle_buffer_size=args.shuffle_buffer_size,
+            )
+        self.label_names = self.data.label_names
+        self.model, self.image_processor = build_model_and_processor(args, self.label_names)
+        self.image_size = dict(self.image_processor.crop_size)["height"]
+        augmentation = AugmentationConfig(
+            image_size=self.image_size,
+            scale=tuple(args.scale),
+            ratio=tuple(args.ratio),
+            hflip=args.hflip,
+            color_jitter=args.color_jitter,
+            auto_augment=args.auto_augment,
+            interpolation=args.train_interpolation,
+            re_prob=args.reprob,
+            re_mode=args.remode,
+            re_count=args.recount,
+            mean=tuple(self.image_processor.image_mean),
+            std=tuple(self.image_processor.image_std),
+        )
+        dataset_kwargs = dict(
+            image_column=self.data.image_column,
+            label_column=self.data.label_column,
+            label_mapping=label_mapping_to_model(self.label_names, self.model.config.id2label),
+            string_labels=self.data.string_labels,
             seed=args.seed,
-            cache_dir=args.cache_dir,
-            trust_remote_code=args.trust_remote_code,
-            shuffle_buffer_size=args.shuffle_buffer_size,
+            blank_size=self.image_size,
         )
-    label_names = data.label_names
-    model, image_processor = build_model_and_processor(args, label_names)
-    label_mapping = label_mapping_to_model(label_names, model.config.id2label)
-    image_size = dict(image_processor.crop_size)["height"]
-    augmentation = AugmentationConfig(
-        image_size=image_size,
-        scale=tuple(args.scale),
-        ratio=tuple(args.ratio),
-        hflip=args.hflip,
-        color_jitter=args.color_jitter,
-        auto_augment=args.auto_augment,
-        interpolation=args.train_interpolation,
-        re_prob=args.reprob,
-        re_mode=args.remode,
-        re_count=args.recount,
-        mean=tuple(image_processor.image_mean),
-        std=tuple(image_processor.image_std),
-    )
-    dataset_kwargs = dict(
-        image_column=data.image_column,
-        label_column=data.label_column,
-        label_mapping=label_mapping,
-        string_labels=data.string_labels,
-        seed=args.seed,
-        blank_size=image_size,
-    )
-    dataset_class = StreamingImageClassificationDataset if data.streaming else ImageClassificationDataset
-    train_dataset = dataset_class(data.split("train"), build_train_transform(augmentation), **dataset_kwargs)
-    eval_dataset = dataset_class(data.split("validation"), build_eval_transform(image_processor), **dataset_kwargs)
-    num_workers = args.num_workers if args.num_workers is not None else default_num_workers(accelerator)
-    global_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    if not data.streaming and len(train_dataset) < args.per_device_train_batch_size * accelerator.num_processes:
-        raise ValueError(
-            f"The training split has {len(train_dataset)} images, fewer than one batch of "
-            f"{args.per_device_train_batch_size} x {accelerator.num_processes} processes; lower "
-            "--per_device_train_batch_size or add data."
+        dataset_class = StreamingImageClassificationDataset if self.data.streaming else ImageClassificationDataset
+        self.train_dataset = dataset_class(
+            self.data.split("train"), build_train_transform(augmentation), **dataset_kwargs
         )
-    loader_kwargs = dict(
-        collate_fn=collate_image_classification,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=torch.Generator().manual_seed(args.seed),  # keeps the global RNG untouched by loader iterators
-    )
-    train_sampler = None if data.streaming else EpochShuffleSampler(len(train_dataset), seed=args.seed)
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.per_device_train_batch_size,
-        sampler=train_sampler,
-        drop_last=True,
-        **loader_kwargs,
-    )
-    eval_dataloader = torch.utils.data.DataLoader(
-        eval_dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, **loader_kwargs
-    )
+        self.eval_dataset = dataset_class(
+            self.data.split("validation"), build_eval_transform(self.image_processor), **dataset_kwargs
+        )
+        per_step = args.per_device_train_batch_size * accelerator.num_processes
+        if not self.data.streaming and len(self.train_dataset) < per_step:
+            raise ValueError(
+                f"The training split has {len(self.train_dataset)} images, fewer than one batch of "
+                f"{args.per_device_train_batch_size} x {accelerator.num_processes} processes; lower "
+                "--per_device_train_batch_size or add data."
+            )
+        loader_kwargs = dict(
+            collate_fn=collate_image_classification,
+            num_workers=args.num_workers if args.num_workers is not None else default_num_workers(accelerator),
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(args.seed),  # loader iterators leave the global RNG alone
+        )
+        self.train_sampler = None
+        if not self.data.streaming:
+            self.train_sampler = EpochShuffleSampler(len(self.train_dataset), seed=args.seed)
+        self.train_dataloader = torch.utils.data.DataLoader(
+            self.train_dataset,
+            batch_size=args.per_device_train_batch_size,
+            sampler=self.train_sampler,
+            drop_last=True,
+            **loader_kwargs,
+        )
+        self.eval_dataloader = torch.utils.data.DataLoader(
+            self.eval_dataset, batch_size=args.per_device_eval_batch_size, shuffle=False, **loader_kwargs
+        )
 
-    # Optimizer, schedule, loss ------------------------------------------------------------------------------------
-    learning_rate = (
-        args.learning_rate
-        if args.no_lr_scaling
-        else linear_scaled_learning_rate(args.learning_rate, global_batch_size)
-    )
-    optimizer = create_optimizer(
-        model, learning_rate, args.weight_decay, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
-    )
-    model, optimizer, train_dataloader, eval_dataloader = accelerator.prepare(
-        model, optimizer, train_dataloader, eval_dataloader
-    )
-    # Model initialisation used the same seed everywhere; dropout, drop path and mixup draw per-process streams.
-    set_seed(args.seed, device_specific=True)
-    if data.streaming:
-        num_examples = _streamed_split_size(data.split("train"))
-        if num_examples is not None and args.max_train_samples is not None:
-            num_examples = min(num_examples, args.max_train_samples)
-        batches_per_epoch = (
-            num_examples // (args.per_device_train_batch_size * accelerator.num_processes) if num_examples else None
-        )
-    else:
-        batches_per_epoch = len(train_dataloader)
-    steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps) if batches_per_epoch else None
-    if steps_per_epoch is None and (args.max_train_steps is None or args.warmup_steps is None):
-        raise ValueError(
-            "The streamed training split does not announce its size, so epochs cannot be converted to steps: pass "
-            "--max_train_steps and --warmup_steps."
-        )
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch) if steps_per_epoch else 10**9
-    warmup_steps = args.warmup_steps if args.warmup_steps is not None else round(args.warmup_epochs * steps_per_epoch)
-    min_learning_rate = args.min_learning_rate
-    if min_learning_rate > learning_rate:
-        run_logger.warning(
-            "--min_learning_rate %.3g is above the peak learning rate %.3g (global batch %d): the cosine would rise; "
-            "using the peak as the floor.",
-            min_learning_rate,
-            learning_rate,
-            global_batch_size,
-        )
-        min_learning_rate = learning_rate
-    scheduler = create_lr_scheduler(
-        optimizer, max_train_steps, warmup_steps, args.warmup_learning_rate, min_learning_rate
-    )
-    mixup_active = args.mixup > 0 or args.cutmix > 0
-    mixup = (
-        Mixup(
-            mixup_alpha=args.mixup,
-            cutmix_alpha=args.cutmix,
-            prob=args.mixup_prob,
-            switch_prob=args.mixup_switch_prob,
-            mode=args.mixup_mode,
-            label_smoothing=args.label_smoothing,
-            num_classes=len(label_names),
-        )
-        if mixup_active
-        else None
-    )
-    criterion = build_loss(mixup_active, args.label_smoothing)
+    def _build_optimization(self) -> None:
+        from timm.data import Mixup
 
-    ema = None
-    if args.model_ema:
-        from timm.utils import ModelEmaV3
+        args, accelerator = self.args, self.accelerator
+        self.global_batch_size = (
+            args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+        )
+        self.learning_rate = (
+            args.learning_rate
+            if args.no_lr_scaling
+            else linear_scaled_learning_rate(args.learning_rate, self.global_batch_size)
+        )
+        self.optimizer = create_optimizer(
+            self.model,
+            self.learning_rate,
+            args.weight_decay,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+        )
+        self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = accelerator.prepare(
+            self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
+        )
 
-        ema = ModelEmaV3(accelerator.unwrap_model(model), decay=args.model_ema_decay)
-        accelerator.register_for_checkpointing(ema)
+        if self.data.streaming:
+            num_examples = _streamed_split_size(self.data.split("train"))
+            if num_examples is not None and args.max_train_samples is not None:
+                num_examples = min(num_examples, args.max_train_samples)
+            per_step = args.per_device_train_batch_size * accelerator.num_processes
+            self.batches_per_epoch = num_examples // per_step if num_examples else None
+        else:
+            self.batches_per_epoch = len(self.train_dataloader)
+        self.steps_per_epoch = (
+            math.ceil(self.batches_per_epoch / args.gradient_accumulation_steps) if self.batches_per_epoch else None
+        )
+        if self.steps_per_epoch is None and (args.max_train_steps is None or args.warmup_steps is None):
+            raise ValueError(
+                "The streamed training split does not announce its size, so epochs cannot be converted to steps: "
+                "pass --max_train_steps and --warmup_steps."
+            )
+        self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch) if self.steps_per_epoch else 10**9
+        self.warmup_steps = (
+            args.warmup_steps if args.warmup_steps is not None else round(args.warmup_epochs * self.steps_per_epoch)
+        )
+        min_learning_rate = args.min_learning_rate
+        if min_learning_rate > self.learning_rate:
+            self.logger.warning(
+                "--min_learning_rate %.3g is above the peak learning rate %.3g (global batch %d): the cosine would "
+                "rise; using the peak as the floor.",
+                min_learning_rate,
+                self.learning_rate,
+                self.global_batch_size,
+            )
+            min_learning_rate = self.learning_rate
+        self.scheduler = create_lr_scheduler(
+            self.optimizer, self.max_train_steps, self.warmup_steps, args.warmup_learning_rate, min_learning_rate
+        )
 
-    checkpointing_steps = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
-    checkpoint_every_epoch = args.checkpointing_steps == "epoch"
-    run_setup = {
-        "num_processes": accelerator.num_processes,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "max_train_steps": max_train_steps,
-        "seed": args.seed,
-    }
+        mixup_active = args.mixup > 0 or args.cutmix > 0
+        self.mixup = None
+        if mixup_active:
+            self.mixup = Mixup(
+                mixup_alpha=args.mixup,
+                cutmix_alpha=args.cutmix,
+                prob=args.mixup_prob,
+                switch_prob=args.mixup_switch_prob,
+                mode=args.mixup_mode,
+                label_smoothing=args.label_smoothing,
+                num_classes=len(self.label_names),
+            )
+        self.criterion = build_loss(mixup_active, args.label_smoothing)
 
-    # Resume -------------------------------------------------------------------------------------------------------
-    completed_steps, starting_epoch, resume_batches = 0, 0, 0
-    history: list[dict] = []
-    best = {"top1_accuracy": None, "epoch": None, "step": None}
-    totals = {"training_seconds": 0.0, "train_images": 0, "skipped_train_images": 0}
-    evaluate_first = False
-    if args.resume_from_checkpoint:
+        self.ema = None
+        if args.model_ema:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(accelerator.unwrap_model(self.model), decay=args.model_ema_decay)
+            accelerator.register_for_checkpointing(self.ema)
+        self.run_setup = {
+            "num_processes": accelerator.num_processes,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "max_train_steps": self.max_train_steps,
+            "seed": args.seed,
+        }
+
+    def resume(self) -> bool:
+        """Load the checkpoint named by --resume_from_checkpoint. Returns whether the validation of the epoch the
+        checkpoint finished is still due (step checkpoints taken on the last batch of an epoch)."""
+        args = self.args
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         if checkpoint is None:
-            run_logger.info(
-                "No checkpoint in %s yet: starting from scratch.", os.path.join(args.output_dir, CHECKPOINTS_DIR_NAME)
+            self.logger.info("No checkpoint in %s yet: starting from scratch.", args.output_dir)
+            return False
+        with open(os.path.join(checkpoint, TRAINING_STATE_NAME), encoding="utf-8") as handle:
+            saved = json.load(handle)
+        changed = {key: (saved["setup"].get(key), value) for key, value in self.run_setup.items()}
+        changed = {key: pair for key, pair in changed.items() if pair[0] != pair[1]}
+        if changed:
+            differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
+            raise ValueError(
+                f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
+                "processes, batch size, accumulation, schedule length and seed."
             )
-        else:
-            with open(os.path.join(checkpoint, TRAINING_STATE_NAME), encoding="utf-8") as handle:
-                saved = json.load(handle)
-            changed = {
-                key: (saved["setup"].get(key), value)
-                for key, value in run_setup.items()
-                if saved["setup"].get(key) != value
-            }
-            if changed:
-                differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
-                raise ValueError(
-                    f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
-                    "processes, batch size, accumulation, schedule length and seed."
-                )
-            accelerator.load_state(checkpoint)
-            completed_steps = saved["completed_steps"]
-            starting_epoch, resume_batches = saved["epoch"], saved["batches_in_epoch"]
-            history, best, totals = saved["history"], saved["best"], saved["totals"]
-            if batches_per_epoch is not None and resume_batches >= batches_per_epoch:
-                evaluate_first = not saved.get("epoch_finished", False)
-                starting_epoch, resume_batches = starting_epoch + 1, 0
-            run_logger.info(
-                "Resumed from %s at step %d (epoch %d, batch %d).",
-                checkpoint,
-                completed_steps,
-                starting_epoch,
-                resume_batches,
-            )
-            if accelerator.is_main_process:
-                _truncate_train_log(args.output_dir, completed_steps)
-
-    if args.with_tracking:
-        hyperparameters = {
-            key: value for key, value in vars(args).items() if isinstance(value, (int, float, str, bool))
-        }
-        accelerator.init_trackers("soft_image_classification", config=hyperparameters)
-
-    num_parameters = sum(parameter.numel() for parameter in accelerator.unwrap_model(model).parameters())
-    run_logger.info("***** Training SOFT *****")
-    run_logger.info("  Data: %s (%s classes)", data.source, len(label_names))
-    if not data.streaming:
-        run_logger.info("  Training images: %d, validation images: %d", len(train_dataset), len(eval_dataset))
-    run_logger.info("  Parameters: %.2fM, image size %d", num_parameters / 1e6, image_size)
-    run_logger.info(
-        "  Epochs: %s, optimizer steps: %d (%s per epoch), warmup steps: %d",
-        num_epochs,
-        max_train_steps,
-        steps_per_epoch,
-        warmup_steps,
-    )
-    run_logger.info(
-        "  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g",
-        global_batch_size,
-        args.per_device_train_batch_size,
-        accelerator.num_processes,
-        args.gradient_accumulation_steps,
-        learning_rate,
-    )
-
-    # Loop helpers -------------------------------------------------------------------------------------------------
-    def evaluate_and_track(epoch: int, predictions_path: str | None = None) -> dict:
-        results = evaluate_model(model, eval_dataloader, accelerator, label_names, predictions_path=predictions_path)
-        record = {
-            "epoch": epoch,
-            "step": completed_steps,
-            **{key: results[key] for key in ("top1_accuracy", "top5_accuracy", "loss", "num_samples", "num_skipped")},
-        }
-        if ema is not None:
-            ema_results = evaluate_model(ema.module, eval_dataloader, accelerator, label_names)
-            record["ema_top1_accuracy"], record["ema_top5_accuracy"] = (
-                ema_results["top1_accuracy"],
-                ema_results["top5_accuracy"],
-            )
-            results["ema"] = ema_results
-        run_logger.info(
-            "epoch %d step %d: top-1 %.4f top-5 %.4f loss %.4f%s",
-            epoch,
-            completed_steps,
-            results["top1_accuracy"],
-            results["top5_accuracy"],
-            results["loss"],
-            f" (EMA top-1 {record['ema_top1_accuracy']:.4f})" if ema is not None else "",
+        self.accelerator.load_state(checkpoint)
+        saved.pop("setup")
+        self.progress = TrainingProgress(**saved)
+        evaluation_due = False
+        if self.batches_per_epoch is not None and self.progress.batches_in_epoch >= self.batches_per_epoch:
+            evaluation_due = not self.progress.epoch_finished
+            self.progress.epoch, self.progress.batches_in_epoch = self.progress.epoch + 1, 0
+        self.logger.info(
+            "Resumed from %s at step %d (epoch %d, batch %d).",
+            checkpoint,
+            self.progress.completed_steps,
+            self.progress.epoch,
+            self.progress.batches_in_epoch,
         )
-        if args.with_tracking:
-            accelerator.log(
-                {f"eval/{key}": value for key, value in record.items() if key not in ("epoch", "step")},
-                step=completed_steps,
-            )
-        history.append(record)
-        return results
-
-    def export(target: str, export_model, results: dict, note: str) -> None:
-        if accelerator.is_main_process:
-            metrics = metrics_for_card(results)
-            metrics.update(
-                {
-                    "train_images_per_second": throughput(),
-                    "epoch": completed_steps / steps_per_epoch if steps_per_epoch else completed_steps,
-                }
-            )
-            export_pretrained(
-                export_model,
-                target,
-                image_processor=image_processor,
-                metrics=metrics,
-                dataset_name=data.hub_dataset_id,
-                provenance=_provenance(args, data.source, completed_steps, global_batch_size, note),
-                repo_id=args.hub_model_id,
-            )
-        accelerator.wait_for_everyone()
-
-    def throughput() -> float:
-        return totals["train_images"] / totals["training_seconds"] if totals["training_seconds"] > 0 else float("nan")
-
-    def end_of_epoch(epoch: int) -> None:
-        """Validate (and export the best model) at the end of an epoch, as configured."""
-        if args.eval_every_epochs and (epoch + 1) % args.eval_every_epochs == 0 and completed_steps < max_train_steps:
-            results = evaluate_and_track(epoch)
-            if best["top1_accuracy"] is None or results["top1_accuracy"] > best["top1_accuracy"]:
-                best.update(top1_accuracy=results["top1_accuracy"], epoch=epoch, step=completed_steps)
-                export(
-                    layout.best,
-                    accelerator.unwrap_model(model),
-                    results,
-                    f"best validation top-1 so far (epoch {epoch + 1})",
-                )
-
-    def checkpoint_state(epoch: int, batches_in_epoch: int, epoch_finished: bool) -> dict:
-        return {
-            "completed_steps": completed_steps,
-            "epoch": epoch,
-            "batches_in_epoch": batches_in_epoch,
-            "epoch_finished": epoch_finished,
-            "setup": run_setup,
-            "history": history,
-            "best": best,
-            "totals": totals,
-        }
+        if self.accelerator.is_main_process:
+            _truncate_train_log(args.output_dir, self.progress.completed_steps)
+        return evaluation_due
 
     # Loop ---------------------------------------------------------------------------------------------------------
-    progress_bar = tqdm(
-        total=max_train_steps,
-        initial=completed_steps,
-        disable=not accelerator.is_local_main_process,
-        desc="train",
-        dynamic_ncols=True,
-    )
-    log_handle = open(layout.train_log, "a", encoding="utf-8") if accelerator.is_main_process else None
-    recent = deque(maxlen=20)  # (images, seconds) of recent steps for the progress bar
-    stopped_early = False
-    if evaluate_first:
-        end_of_epoch(starting_epoch - 1)
-    model.train()
-    for epoch in range(starting_epoch, num_epochs):
-        if completed_steps >= max_train_steps:
-            break
-        model.train()
-        if train_sampler is not None:
-            train_sampler.set_epoch(epoch)
-        train_dataset.set_epoch(epoch)
-        train_dataloader.set_epoch(epoch)
-        active_dataloader = train_dataloader
-        batches_in_epoch = 0
-        if epoch == starting_epoch and resume_batches:
-            active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-            batches_in_epoch = resume_batches
-        step_loss = torch.zeros((), device=accelerator.device)
-        step_images = torch.zeros((), device=accelerator.device, dtype=torch.long)
-        step_skipped = torch.zeros((), device=accelerator.device, dtype=torch.long)
-        step_micro_batches = 0  # the last step of an epoch may accumulate fewer batches
-        step_start = time.perf_counter()  # time spent on evaluation and checkpoints is not training time
-        for batch in active_dataloader:
-            batches_in_epoch += 1
-            with accelerator.accumulate(model):
-                pixel_values, labels = batch["pixel_values"], batch["labels"]
-                valid = labels != UNREADABLE_LABEL
-                step_skipped += (~valid).sum()
-                if not bool(valid.all()):
-                    pixel_values, labels = pixel_values[valid], labels[valid]
-                    if mixup is not None and len(labels) % 2:
-                        pixel_values, labels = pixel_values[:-1], labels[:-1]
-                    if len(labels) == 0:
-                        raise ValueError("Every image of a training batch was unreadable; check the training data.")
-                targets = labels
-                if mixup is not None:
-                    pixel_values, targets = mixup(pixel_values, labels)
-                logits = model(pixel_values=pixel_values).logits
-                loss = criterion(logits.float(), targets)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                scheduler.step_update(completed_steps)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.detach()
-                step_micro_batches += 1
-                step_images += len(labels)
+
+    def train(self) -> dict:
+        """Run (or continue) training; returns the final results, also written to OUTPUT_DIR/all_results.json.
+        Returns early, without final evaluation or export, when --stop_after_steps ends the invocation."""
+        from tqdm.auto import tqdm
+
+        args, accelerator, progress = self.args, self.accelerator, self.progress
+        evaluation_due = self.resume() if args.resume_from_checkpoint else False
+        progress = self.progress
+        if args.with_tracking:
+            hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers("soft_image_classification", config=hyperparameters)
+        self._log_setup()
+
+        checkpointing_steps = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+        self.progress_bar = tqdm(
+            total=self.max_train_steps,
+            initial=progress.completed_steps,
+            disable=not accelerator.is_local_main_process,
+            desc="train",
+            dynamic_ncols=True,
+        )
+        self.log_handle = open(self.layout.train_log, "a", encoding="utf-8") if accelerator.is_main_process else None
+        self.recent_steps = deque(maxlen=20)  # (images, seconds) of recent steps, for the progress bar
+        if evaluation_due:
+            self.end_of_epoch(progress.epoch - 1)
+        stopped_early = False
+        first_epoch, resume_batches = progress.epoch, progress.batches_in_epoch
+        for epoch in range(first_epoch, self.num_epochs):
+            if progress.completed_steps >= self.max_train_steps:
+                break
+            skip_batches = resume_batches if epoch == first_epoch else 0
+            stopped_early = self.train_epoch(epoch, skip_batches=skip_batches, every=checkpointing_steps)
+            if stopped_early or progress.completed_steps >= self.max_train_steps:
+                break
+            self.end_of_epoch(epoch)
+            if args.checkpointing_steps == "epoch":
+                progress.epoch_finished = True
+                self.save_checkpoint()
+        self.progress_bar.close()
+        if self.log_handle is not None:
+            self.log_handle.close()
+
+        if stopped_early:
+            self.logger.info(
+                "Stopped after step %d of %d as asked (--stop_after_steps); continue with --resume_from_checkpoint "
+                "latest.",
+                progress.completed_steps,
+                self.max_train_steps,
+            )
+            accelerator.wait_for_everyone()
+            accelerator.end_training()
+            return {"completed_steps": progress.completed_steps, "stopped_early": True}
+        return self.finish()
+
+    def train_epoch(self, epoch: int, skip_batches: int = 0, every: int | None = None) -> bool:
+        """Train one epoch (from batch `skip_batches` when resuming), checkpointing every `every` steps.
+        Returns True when --stop_after_steps ended the run."""
+        args, accelerator, progress = self.args, self.accelerator, self.progress
+        self.model.train()
+        # The data order depends on (seed, epoch), each sample's augmentation on (seed, epoch, index).
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
+        self.train_dataset.set_epoch(epoch)
+        self.train_dataloader.set_epoch(epoch)
+        dataloader = self.train_dataloader
+        if skip_batches:
+            dataloader = accelerator.skip_first_batches(self.train_dataloader, skip_batches)
+        progress.epoch, progress.batches_in_epoch, progress.epoch_finished = epoch, skip_batches, False
+
+        step = StepAccumulator(accelerator.device)
+        for batch in dataloader:
+            progress.batches_in_epoch += 1
+            with accelerator.accumulate(self.model):
+                self.training_step(batch, step)
             if not accelerator.sync_gradients:
                 continue
-
-            # One optimizer step completed.
-            learning_rate_used = optimizer.param_groups[0]["lr"]
-            completed_steps += 1
-            if ema is not None:
-                ema.update(accelerator.unwrap_model(model), step=completed_steps)
-            mean_loss = accelerator.reduce(step_loss / step_micro_batches, reduction="mean").item()
-            images = int(accelerator.reduce(step_images, reduction="sum").item())
-            skipped = int(accelerator.reduce(step_skipped, reduction="sum").item())
-            now = time.perf_counter()
-            seconds = now - step_start
-            totals["training_seconds"] += seconds
-            totals["train_images"] += images
-            totals["skipped_train_images"] += skipped
-            recent.append((images, seconds))
-            images_per_second = sum(count for count, _ in recent) / max(1e-9, sum(time_ for _, time_ in recent))
-            record = {
-                "step": completed_steps,
-                "epoch": epoch,
-                "loss": mean_loss,
-                "learning_rate": learning_rate_used,
-                "images_per_second": images_per_second,
-                "skipped_images": skipped,
-            }
-            if log_handle is not None:
-                log_handle.write(json.dumps(record) + "\n")
-                log_handle.flush()
-            if skipped:
-                run_logger.warning("Step %d skipped %d unreadable training image(s).", completed_steps, skipped)
-            if args.with_tracking and (completed_steps % args.logging_steps == 0 or completed_steps == 1):
-                accelerator.log(
-                    {
-                        "train/loss": mean_loss,
-                        "train/learning_rate": learning_rate_used,
-                        "train/images_per_second": images_per_second,
-                        "train/epoch": epoch,
-                    },
-                    step=completed_steps,
-                )
-            progress_bar.update(1)
-            progress_bar.set_postfix(
-                loss=f"{mean_loss:.4f}", lr=f"{learning_rate_used:.2e}", img_s=f"{images_per_second:.0f}"
-            )
-            step_loss.zero_()
-            step_micro_batches = 0
-            step_images.zero_()
-            step_skipped.zero_()
+            self.after_optimizer_step(epoch, step)
+            step = StepAccumulator(accelerator.device)  # time spent on logging and checkpoints is not counted
 
             stop_now = (
                 args.stop_after_steps is not None
-                and completed_steps >= args.stop_after_steps
-                and completed_steps < max_train_steps
+                and args.stop_after_steps <= progress.completed_steps < self.max_train_steps
             )
-            if (checkpointing_steps and completed_steps % checkpointing_steps == 0) or stop_now:
-                save_checkpoint(
-                    accelerator,
-                    args.output_dir,
-                    checkpoint_state(epoch, batches_in_epoch, False),
-                    args.checkpoints_total_limit,
-                )
+            if (every and progress.completed_steps % every == 0) or stop_now:
+                self.save_checkpoint()
             if stop_now:
-                stopped_early = True
+                return True
+            if progress.completed_steps >= self.max_train_steps:
                 break
-            if completed_steps >= max_train_steps:
-                break
-            step_start = time.perf_counter()
-        if stopped_early or completed_steps >= max_train_steps:
-            break
-        end_of_epoch(epoch)
-        if checkpoint_every_epoch:
-            save_checkpoint(
-                accelerator,
-                args.output_dir,
-                checkpoint_state(epoch, batches_in_epoch, True),
-                args.checkpoints_total_limit,
-            )
-    progress_bar.close()
-    if log_handle is not None:
-        log_handle.close()
+            step.restart_clock()
+        return False
 
-    if stopped_early:
-        run_logger.info(
-            "Stopped after step %d of %d as asked (--stop_after_steps); continue with --resume_from_checkpoint latest.",
-            completed_steps,
-            max_train_steps,
+    def training_step(self, batch: dict, step: "StepAccumulator") -> None:
+        """Forward and backward of one micro-batch (unreadable images dropped), and the optimizer step when
+        gradients are synchronised (with clipping and the learning rate of the step)."""
+        args, accelerator = self.args, self.accelerator
+        pixel_values, labels = batch["pixel_values"], batch["labels"]  # (batch, 3, H, W), (batch,)
+        valid = labels != UNREADABLE_LABEL
+        step.skipped += (~valid).sum()
+        if not bool(valid.all()):
+            pixel_values, labels = pixel_values[valid], labels[valid]
+            if self.mixup is not None and len(labels) % 2:
+                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
+            if len(labels) == 0:
+                raise ValueError("Every image of a training batch was unreadable; check the training data.")
+        targets = labels
+        if self.mixup is not None:
+            pixel_values, targets = self.mixup(pixel_values, labels)  # targets: (batch, num_labels) soft labels
+        logits = self.model(pixel_values=pixel_values).logits  # (batch, num_labels)
+        loss = self.criterion(logits.float(), targets)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and args.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+        self.scheduler.step_update(self.progress.completed_steps)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        step.add(loss.detach(), len(labels))
+
+    def after_optimizer_step(self, epoch: int, step: "StepAccumulator") -> None:
+        """Count the step, update the EMA, and log loss, learning rate and throughput (JSON lines, trackers, bar)."""
+        args, accelerator, progress = self.args, self.accelerator, self.progress
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        progress.completed_steps += 1
+        if self.ema is not None:
+            self.ema.update(accelerator.unwrap_model(self.model), step=progress.completed_steps)
+        mean_loss = accelerator.reduce(step.loss / step.micro_batches, reduction="mean").item()
+        images = int(accelerator.reduce(step.images, reduction="sum").item())
+        skipped = int(accelerator.reduce(step.skipped, reduction="sum").item())
+        seconds = step.elapsed()
+        progress.training_seconds += seconds
+        progress.train_images += images
+        progress.skipped_train_images += skipped
+        self.recent_steps.append((images, seconds))
+        images_per_second = sum(count for count, _ in self.recent_steps) / max(
+            1e-9, sum(duration for _, duration in self.recent_steps)
         )
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
-        return {"completed_steps": completed_steps, "stopped_early": True}
+        record = {
+            "step": progress.completed_steps,
+            "epoch": epoch,
+            "loss": mean_loss,
+            "learning_rate": learning_rate,
+            "images_per_second": images_per_second,
+            "skipped_images": skipped,
+        }
+        if self.log_handle is not None:
+            self.log_handle.write(json.dumps(record) + "\n")
+            self.log_handle.flush()
+        if skipped:
+            self.logger.warning("Step %d skipped %d unreadable training image(s).", progress.completed_steps, skipped)
+        if args.with_tracking and (
+            progress.completed_steps % args.logging_steps == 0 or progress.completed_steps == 1
+        ):
+            accelerator.log(
+                {f"train/{key}": value for key, value in record.items() if key != "step"},
+                step=progress.completed_steps,
+            )
+        self.progress_bar.update(1)
+        self.progress_bar.set_postfix(
+            loss=f"{mean_loss:.4f}", lr=f"{learning_rate:.2e}", img_s=f"{images_per_second:.0f}"
+        )
 
-    # Final evaluation and exports ---------------------------------------------------------------------------------
-    predictions_path = os.path.join(args.output_dir, "eval_predictions.jsonl") if args.save_predictions else None
-    final_epoch = math.ceil(completed_steps / steps_per_epoch) - 1 if steps_per_epoch else 0
-    results = evaluate_and_track(final_epoch, predictions_path=predictions_path)
-    if best["top1_accuracy"] is None or results["top1_accuracy"] > best["top1_accuracy"]:
-        best.update(top1_accuracy=results["top1_accuracy"], epoch=final_epoch, step=completed_steps)
-        export(layout.best, accelerator.unwrap_model(model), results, "best validation top-1 (final epoch)")
-    export(layout.final, accelerator.unwrap_model(model), results, "final weights")
-    if ema is not None:
-        export(layout.ema, ema.module, results["ema"], f"EMA of the weights (decay {args.model_ema_decay})")
-    all_results = {
-        **metrics_for_card(results),
-        "eval_num_skipped": results["num_skipped"],
-        "eval_per_class_accuracy": results["per_class_accuracy"],
-        "best_top1_accuracy": best["top1_accuracy"],
-        "best_epoch": best["epoch"],
-        "train_steps": completed_steps,
-        "train_epochs": completed_steps / steps_per_epoch if steps_per_epoch else None,
-        "train_images": totals["train_images"],
-        "train_skipped_images": totals["skipped_train_images"],
-        "train_runtime_seconds": totals["training_seconds"],
-        "train_images_per_second": throughput(),
-        "global_batch_size": global_batch_size,
-        "peak_learning_rate": learning_rate,
-        "num_processes": accelerator.num_processes,
-        "num_parameters": num_parameters,
-        "image_size": image_size,
-        "data": data.source,
-        "history": history,
-    }
-    if ema is not None:
-        all_results.update(metrics_for_card(results["ema"], prefix="ema_eval_"))
-    if accelerator.is_main_process:
-        with open(os.path.join(args.output_dir, "all_results.json"), "w", encoding="utf-8") as handle:
-            json.dump(all_results, handle, indent=2)
-        run_logger.info(
-            "Done: top-1 %.4f, top-5 %.4f on %d validation images; %.1f training images/s. Model: %s",
+    # Evaluation, checkpoints, exports -----------------------------------------------------------------------------
+
+    def evaluate(self, epoch: int, predictions_path: str | None = None) -> dict:
+        """Validate the model (and the EMA) and record the results in the run history and trackers."""
+        progress = self.progress
+        results = evaluate_model(
+            self.model, self.eval_dataloader, self.accelerator, self.label_names, predictions_path=predictions_path
+        )
+        record = {"epoch": epoch, "step": progress.completed_steps}
+        record.update(
+            {key: results[key] for key in ("top1_accuracy", "top5_accuracy", "loss", "num_samples", "num_skipped")}
+        )
+        if self.ema is not None:
+            results["ema"] = evaluate_model(self.ema.module, self.eval_dataloader, self.accelerator, self.label_names)
+            record["ema_top1_accuracy"] = results["ema"]["top1_accuracy"]
+            record["ema_top5_accuracy"] = results["ema"]["top5_accuracy"]
+        self.logger.info(
+            "epoch %d step %d: top-1 %.4f top-5 %.4f loss %.4f%s",
+            epoch,
+            progress.completed_steps,
             results["top1_accuracy"],
             results["top5_accuracy"],
-            results["num_samples"],
-            throughput(),
-            layout.final,
+            results["loss"],
+            f" (EMA top-1 {record['ema_top1_accuracy']:.4f})" if self.ema is not None else "",
         )
-        if args.push_to_hub:
-            url = push_folder_to_hub(
-                layout.final,
-                args.hub_model_id,
-                token=args.hub_token,
-                private=args.hub_private_repo,
-                message=f"SOFT trained on {data.source}",
+        if self.args.with_tracking:
+            self.accelerator.log(
+                {f"eval/{key}": value for key, value in record.items() if key not in ("epoch", "step")},
+                step=progress.completed_steps,
             )
-            run_logger.info("Pushed %s to %s", layout.final, url)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return all_results
+        progress.history.append(record)
+        return results
+
+    def end_of_epoch(self, epoch: int) -> None:
+        """Validate every --eval_every_epochs epochs (not after the last one: `finish` does) and export the best."""
+        every = self.args.eval_every_epochs
+        if not every or (epoch + 1) % every or self.progress.completed_steps >= self.max_train_steps:
+            return
+        results = self.evaluate(epoch)
+        if self.progress.improves_best(results["top1_accuracy"]):
+            self.progress.best.update(
+                top1_accuracy=results["top1_accuracy"], epoch=epoch, step=self.progress.completed_steps
+            )
+            self.export(
+                self.layout.best,
+                self.accelerator.unwrap_model(self.model),
+                results,
+                f"best validation top-1 (epoch {epoch + 1})",
+            )
+
+    def save_checkpoint(self) -> str:
+        state = {**dataclasses.asdict(self.progress), "setup": self.run_setup}
+        return save_checkpoint(self.accelerator, self.args.output_dir, state, self.args.checkpoints_total_limit)
+
+    def export(self, target: str, model, results: dict, note: str) -> None:
+        """Write a Hub-ready folder (main process) with the measured metrics in its model card."""
+        if self.accelerator.is_main_process:
+            metrics = metrics_for_card(results)
+            metrics["train_images_per_second"] = self.progress.images_per_second
+            if self.steps_per_epoch:
+                metrics["epoch"] = self.progress.completed_steps / self.steps_per_epoch
+            export_pretrained(
+                model,
+                target,
+                image_processor=self.image_processor,
+                metrics=metrics,
+                dataset_name=self.data.hub_dataset_id,
+                provenance=_provenance(
+                    self.args, self.data.source, self.progress.completed_steps, self.global_batch_size, note
+                ),
+                repo_id=self.args.hub_model_id,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def finish(self) -> dict:
+        """Final validation, exports (final, best, EMA), all_results.json and the optional push to the Hub."""
+        args, accelerator, progress = self.args, self.accelerator, self.progress
+        predictions_path = os.path.join(args.output_dir, "eval_predictions.jsonl") if args.save_predictions else None
+        final_epoch = math.ceil(progress.completed_steps / self.steps_per_epoch) - 1 if self.steps_per_epoch else 0
+        results = self.evaluate(final_epoch, predictions_path=predictions_path)
+        unwrapped = accelerator.unwrap_model(self.model)
+        if progress.improves_best(results["top1_accuracy"]):
+            progress.best.update(
+                top1_accuracy=results["top1_accuracy"], epoch=final_epoch, step=progress.completed_steps
+            )
+            self.export(self.layout.best, unwrapped, results, "best validation top-1 (final epoch)")
+        self.export(self.layout.final, unwrapped, results, "final weights")
+        if self.ema is not None:
+            self.export(
+                self.layout.ema, self.ema.module, results["ema"], f"EMA of the weights (decay {args.model_ema_decay})"
+            )
+        all_results = {
+            **metrics_for_card(results),
+            "eval_num_skipped": results["num_skipped"],
+            "eval_per_class_accuracy": results["per_class_accuracy"],
+            "best_top1_accuracy": progress.best["top1_accuracy"],
+            "best_epoch": progress.best["epoch"],
+            "train_steps": progress.completed_steps,
+            "train_epochs": progress.completed_steps / self.steps_per_epoch if self.steps_per_epoch else None,
+            "train_images": progress.train_images,
+            "train_skipped_images": progress.skipped_train_images,
+            "train_runtime_seconds": progress.training_seconds,
+            "train_images_per_second": progress.images_per_second,
+            "global_batch_size": self.global_batch_size,
+            "peak_learning_rate": self.learning_rate,
+            "num_processes": accelerator.num_processes,
+            "num_parameters": sum(parameter.numel() for parameter in unwrapped.parameters()),
+            "image_size": self.image_size,
+            "data": self.data.source,
+            "history": progress.history,
+        }
+        if self.ema is not None:
+            all_results.update(metrics_for_card(results["ema"], prefix="ema_eval_"))
+        if accelerator.is_main_process:
+            with open(os.path.join(args.output_dir, "all_results.json"), "w", encoding="utf-8") as handle:
+                json.dump(all_results, handle, indent=2)
+            self.logger.info(
+                "Done: top-1 %.4f, top-5 %.4f on %d validation images; %.1f training images/s. Model: %s",
+                results["top1_accuracy"],
+                results["top5_accuracy"],
+                results["num_samples"],
+                progress.images_per_second,
+                self.layout.final,
+            )
+            if args.push_to_hub:
+                url = push_folder_to_hub(
+                    self.layout.final,
+                    args.hub_model_id,
+                    token=args.hub_token,
+                    private=args.hub_private_repo,
+                    message=f"SOFT trained on {self.data.source}",
+                )
+                self.logger.info("Pushed %s to %s", self.layout.final, url)
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return all_results
+
+    def _log_setup(self) -> None:
+        args, accelerator = self.args, self.accelerator
+        num_parameters = sum(parameter.numel() for parameter in accelerator.unwrap_model(self.model).parameters())
+        self.logger.info("***** Training SOFT *****")
+        self.logger.info("  Data: %s (%s classes)", self.data.source, len(self.label_names))
+        if not self.data.streaming:
+            self.logger.info(
+                "  Training images: %d, validation images: %d", len(self.train_dataset), len(self.eval_dataset)
+            )
+        self.logger.info("  Parameters: %.2fM, image size %d", num_parameters / 1e6, self.image_size)
+        self.logger.info(
+            "  Epochs: %s, optimizer steps: %d (%s per epoch), warmup steps: %d",
+            self.num_epochs,
+            self.max_train_steps,
+            self.steps_per_epoch,
+            self.warmup_steps,
+        )
+        self.logger.info(
+            "  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g",
+            self.global_batch_size,
+            args.per_device_train_batch_size,
+            accelerator.num_processes,
+            args.gradient_accumulation_steps,
+            self.learning_rate,
+        )
+
+
+class StepAccumulator:
+    """Loss, images and skipped images of the micro-batches of one optimizer step, and its duration."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.images = torch.zeros((), device=device, dtype=torch.long)
+        self.skipped = torch.zeros((), device=device, dtype=torch.long)
+        self.micro_batches = 0  # the last step of an epoch may accumulate fewer batches
+        self.restart_clock()
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        self.loss += loss
+        self.images += images
+        self.micro_batches += 1
+
+    def restart_clock(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train as configured by `build_train_parser` flags (see `SoftTrainer`); returns the final results."""
+    return SoftTrainer(args).train()
 
 
 def _streamed_split_size(dataset) -> int | None:
@@ -1195,6 +1266,8 @@ __all__ = [
     "list_checkpoints",
     "main",
     "parameter_groups",
+    "SoftTrainer",
+    "TrainingProgress",
     "parse_train_args",
     "read_train_log",
     "resolve_checkpoint",

@@ -328,26 +328,36 @@ def test_two_processes_train_and_evaluate_every_validation_image_once(tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
-    # The full recipe (RandAugment, random erasing, mixup/cutmix, drop path, EMA) so that every RNG matters.
+    # The full recipe (RandAugment, random erasing, mixup/cutmix, drop path, EMA) so that every RNG matters;
+    # 3 steps per epoch, 8 steps: interrupted at the end of epoch 1 (step 3), then mid-epoch 2 (step 5).
     common = [sys.executable, TRAIN_SCRIPT, *TINY_MODEL_FLAGS, "--max_train_samples", "24", "--max_eval_samples", "8"]
-    common += ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--max_train_steps", "6"]
-    common += ["--warmup_steps", "2", "--learning_rate", "5e-3", "--no_lr_scaling", "--checkpointing_steps", "2"]
+    common += ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--max_train_steps", "8"]
+    common += ["--warmup_steps", "2", "--learning_rate", "5e-3", "--no_lr_scaling", "--min_learning_rate", "1e-4"]
     common += ["--model_ema", "--model_ema_decay", "0.9", "--seed", "7"]
     run_command(common + ["--output_dir", tmp_path / "straight"], tmp_path)
-    run_command(common + ["--output_dir", tmp_path / "resumed", "--stop_after_steps", "4"], tmp_path)
-    interrupted = read_train_log(tmp_path / "resumed")
-    assert [record["step"] for record in interrupted] == [1, 2, 3, 4]
-    assert not (tmp_path / "resumed" / "final").exists()
-    run_command(common + ["--output_dir", tmp_path / "resumed", "--resume_from_checkpoint", "latest"], tmp_path)
+    resumed_dir = tmp_path / "resumed"
+    run_command(common + ["--output_dir", resumed_dir, "--stop_after_steps", "3"], tmp_path)
+    assert [record["step"] for record in read_train_log(resumed_dir)] == [1, 2, 3]
+    assert not (resumed_dir / "final").exists()
+    resume = ["--output_dir", resumed_dir, "--resume_from_checkpoint", "latest"]
+    run_command(common + resume + ["--stop_after_steps", "5"], tmp_path)
+    assert [path.name for path in sorted((resumed_dir / "checkpoints").iterdir())] == ["step_3", "step_5"]
+    run_command(common + resume, tmp_path)
 
-    straight, resumed = read_train_log(tmp_path / "straight"), read_train_log(tmp_path / "resumed")
-    assert [record["step"] for record in resumed] == list(range(1, 7))
+    straight, resumed = read_train_log(tmp_path / "straight"), read_train_log(resumed_dir)
+    assert [record["step"] for record in resumed] == list(range(1, 9))
+    assert [record["epoch"] for record in resumed] == [0, 0, 0, 1, 1, 1, 2, 2]
     for expected, actual in zip(straight, resumed):
         assert actual["loss"] == pytest.approx(expected["loss"], abs=1e-5), (expected, actual)
         assert actual["learning_rate"] == pytest.approx(expected["learning_rate"], abs=1e-5), (expected, actual)
-    # Step 5 starts mid-epoch (3 steps per epoch), so data order, augmentation, mixup and dropout were all restored.
-    for folder in ("final", "ema"):
+    # The validations at the ends of epochs 1 and 2 (the first one owed by the resumed run) and the final one.
+    expected_history = read_json(tmp_path / "straight" / "all_results.json")["history"]
+    actual_history = read_json(resumed_dir / "all_results.json")["history"]
+    assert [(record["epoch"], record["step"]) for record in actual_history] == [(0, 3), (1, 6), (2, 8)]
+    for expected, actual in zip(expected_history, actual_history):
+        assert actual == pytest.approx(expected, abs=1e-6)
+    for folder in ("final", "ema", "best"):
         expected = load_file(tmp_path / "straight" / folder / "model.safetensors")
-        actual = load_file(tmp_path / "resumed" / folder / "model.safetensors")
+        actual = load_file(resumed_dir / folder / "model.safetensors")
         for name in expected:
             torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
