@@ -590,9 +590,14 @@ class RunLayout:
 def push_folder_to_hub(
     folder: str, repo_id: str, token: str | None = None, private: bool = False, message: str = "Upload SOFT"
 ) -> str:
-    """Create the Hub repository if needed and upload `folder` to it; returns the commit URL."""
+    """Check `folder` (complete, and loadable with `trust_remote_code` in a fresh process), create the Hub repository
+    if needed and upload the folder; returns the commit URL."""
     from huggingface_hub import HfApi
 
+    from .export import validate_export_folder, verify_remote_loading
+
+    validate_export_folder(folder)
+    verify_remote_loading(folder)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model", commit_message=message)
@@ -914,6 +919,9 @@ class SoftTrainer:
                 progress.epoch_finished = True
                 self.save_checkpoint()
         self.progress_bar.close()
+        last_checkpoint = os.path.join(args.output_dir, CHECKPOINTS_DIR_NAME, f"step_{progress.completed_steps}")
+        if args.checkpointing_steps and not stopped_early and not os.path.isdir(last_checkpoint):
+            self.save_checkpoint()  # the end of training, so that resuming a finished run only re-exports
         if self.log_handle is not None:
             self.log_handle.close()
 

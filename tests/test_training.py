@@ -175,7 +175,9 @@ def test_data_errors_name_the_fix(tmp_path):
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index_and_leaves_global_rngs_alone(tmp_path):
     make_image_folder(tmp_path / "train", {"a": 3, "b": 3}, seed=0, corrupt={"a": 1})
-    data = load_image_classification_data(train_dir=str(tmp_path / "train"), train_val_split=None)
+    data = load_image_classification_data(
+        train_dir=str(tmp_path / "train"), train_val_split=None, cache_dir=str(tmp_path / "cache")
+    )
     dataset = ImageClassificationDataset(
         data.split("train"), build_train_transform(AugmentationConfig(image_size=32)), seed=5
     )
@@ -200,7 +202,11 @@ def test_streamed_image_folder_yields_every_image_with_its_label(tmp_path):
     make_image_folder(tmp_path / "train", {"a": 3, "b": 2}, seed=0)
     make_image_folder(tmp_path / "val", {"a": 2, "b": 2}, seed=1, corrupt={"b": 1})
     data = load_image_classification_data(
-        train_dir=str(tmp_path / "train"), validation_dir=str(tmp_path / "val"), streaming=True, shuffle_buffer_size=4
+        train_dir=str(tmp_path / "train"),
+        validation_dir=str(tmp_path / "val"),
+        streaming=True,
+        shuffle_buffer_size=4,
+        cache_dir=str(tmp_path / "cache"),
     )
     assert data.streaming and data.label_names == ["a", "b"]
     processor = SoftImageProcessor(crop_size={"height": 32, "width": 32})
