@@ -888,6 +888,8 @@ class SoftTrainer:
         args, accelerator, progress = self.args, self.accelerator, self.progress
         evaluation_due = self.resume() if args.resume_from_checkpoint else False
         progress = self.progress
+        if progress.completed_steps == 0 and accelerator.is_main_process:
+            _truncate_train_log(args.output_dir, 0)  # a fresh run starts a fresh log
         if args.with_tracking:
             hyperparameters = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("soft_image_classification", config=hyperparameters)
