@@ -150,23 +150,22 @@ def main(argv: list[str] | None = None) -> int:
             temporary.cleanup()
         return 0
 
-    from huggingface_hub import create_branch, create_repo, upload_folder as hub_upload_folder
+    from soft_hf.export import push_to_hub
 
     try:
-        repo_url = create_repo(args.repo_id, private=args.private, exist_ok=True, token=args.token)
-        if args.revision:
-            create_branch(args.repo_id, branch=args.revision, exist_ok=True, token=args.token)
-        commit = hub_upload_folder(
-            repo_id=args.repo_id,
-            folder_path=upload_folder,
+        urls = push_to_hub(
+            upload_folder,
+            args.repo_id,
+            token=args.token,
+            private=args.private,
             revision=args.revision,
             commit_message=args.commit_message,
-            token=args.token,
+            check_remote_loading=False,  # checked above
         )
     finally:
         if temporary is not None:
             temporary.cleanup()
-    report.update(uploaded=True, repo_url=str(repo_url), commit_url=str(getattr(commit, "commit_url", commit)))
+    report.update(uploaded=True, **urls)
     print(json.dumps(report, indent=2))
     return 0
 

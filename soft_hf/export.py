@@ -513,6 +513,32 @@ def verify_remote_loading(folder: str | os.PathLike, timeout: float = 300) -> di
     return report
 
 
+def push_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Upload SOFT",
+    check_remote_loading: bool = True,
+) -> dict:
+    """Validate a Hub-ready folder (and, by default, load it with remote code in a fresh process), create the
+    repository (and `revision` branch) if needed and upload the folder. Returns the repo and commit URLs."""
+    from huggingface_hub import create_branch, create_repo, upload_folder
+
+    folder = validate_export_folder(folder)
+    if check_remote_loading:
+        verify_remote_loading(folder)
+    repo_url = create_repo(repo_id, private=private, exist_ok=True, token=token, repo_type="model")
+    if revision:
+        create_branch(repo_id, branch=revision, exist_ok=True, token=token)
+    commit = upload_folder(
+        repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message, token=token
+    )
+    return {"repo_url": str(repo_url), "commit_url": str(getattr(commit, "commit_url", commit))}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Export
 # ----------------------------------------------------------------------------------------------------------------
@@ -641,6 +667,7 @@ def export_pretrained(
 
 __all__ = [
     "export_pretrained",
+    "push_to_hub",
     "render_model_card",
     "validate_export_folder",
     "verify_remote_loading",

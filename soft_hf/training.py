@@ -49,7 +49,7 @@ from .data import (
     load_image_classification_data,
 )
 from .evaluation import evaluate_model, metrics_for_card
-from .export import export_pretrained
+from .export import export_pretrained, push_to_hub
 from .modeling_soft import minimum_image_size
 
 
@@ -585,23 +585,6 @@ class RunLayout:
     @property
     def train_log(self) -> str:
         return os.path.join(self.output_dir, TRAIN_LOG_NAME)
-
-
-def push_folder_to_hub(
-    folder: str, repo_id: str, token: str | None = None, private: bool = False, message: str = "Upload SOFT"
-) -> str:
-    """Check `folder` (complete, and loadable with `trust_remote_code` in a fresh process), create the Hub repository
-    if needed and upload the folder; returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    from .export import validate_export_folder, verify_remote_loading
-
-    validate_export_folder(folder)
-    verify_remote_loading(folder)
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model", commit_message=message)
-    return str(getattr(commit, "commit_url", commit))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1171,14 +1154,14 @@ class SoftTrainer:
                 self.layout.final,
             )
             if args.push_to_hub:
-                url = push_folder_to_hub(
+                urls = push_to_hub(
                     self.layout.final,
                     args.hub_model_id,
                     token=args.hub_token,
                     private=args.hub_private_repo,
-                    message=f"SOFT trained on {self.data.source}",
+                    commit_message=f"SOFT trained on {self.data.source}",
                 )
-                self.logger.info("Pushed %s to %s", self.layout.final, url)
+                self.logger.info("Pushed %s to %s", self.layout.final, urls["commit_url"])
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return all_results
