@@ -7,10 +7,17 @@ Eq. (3) the Gaussian kernel S(q, k) = exp(-||q - k||^2 / 2) with keys tied to qu
 approximation S ~ K1 A^+ K1^T over m landmarks, Eq. (7)-(8) the Newton-Raphson iteration for A^+, and
 Sec. 3.3 of the IJCV version ("Softmax-free Linear Transformers") for the symmetric normalisation
 D^-1/2 A^+ D^-1/2 of SOFT-Norm.
+
+Speed notes (see scripts/benchmark.py): the attention never materialises an N x N matrix, computes
+A^+ (K1^T V) before multiplying by K1 (O(N m d) instead of the official O(N m^2)), builds the kernel with one
+batched matmul and in-place element-wise passes, runs the landmark and skip convolutions on channels-last views of
+the projections (no head transposes), and offers an exact Cholesky solve of the landmark system
+(`inverse_method="cholesky"`), which replaces the 40 m^3 flops of 20 Newton steps by m^3 / 3.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -24,6 +31,15 @@ MAX_STEP_HALVINGS = 10
 # Jitter of the Cholesky path when the configuration asks for no ridge (SOFT-Norm): the landmark matrix is only
 # positive semi-definite when landmarks coincide, and an exact factorisation needs it definite.
 CHOLESKY_MIN_RIDGE = 1e-4
+# `inverse_method="auto"` keeps the paper's Newton iteration up to this many landmarks (the 7 x 7 landmark grids the
+# official models are trained with at 224 px, and any bounded `max_landmarks` up to 8 x 8) and solves larger systems
+# exactly with Cholesky, where 20 Newton steps cost 40 m^3 flops per matrix and no longer converge.
+AUTO_NEWTON_MAX_LANDMARKS = 64
+INVERSE_METHODS = ("newton", "cholesky", "auto")
+
+# gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x^3)
+_GELU_SIGMOID_LINEAR = 2.0 * math.sqrt(2.0 / math.pi)
+_GELU_SIGMOID_CUBIC = _GELU_SIGMOID_LINEAR * 0.044715
 
 
 def compute_dtype_for(dtype: torch.dtype) -> torch.dtype:
@@ -31,15 +47,103 @@ def compute_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-    """Gaussian kernel of Eq. (3), k(a, b) = exp(-||a - b||^2 / 2), between two sets of row vectors.
+# Elements per chunk of the CPU tanh GELU: its passes then run in the L2 cache instead of streaming memory 6 times.
+GELU_CHUNK_ELEMENTS = 1 << 17
 
-    The squared distance is expanded as ||a||^2 + ||b||^2 - 2 a.b (one matmul) and clamped at zero, since rounding
-    can make it slightly negative and exp would then exceed 1.
+
+def _tanh_gelu_into(inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """output = x * sigmoid(x (a + b x^2)) for contiguous tensors, chunk by chunk, without temporaries."""
+    for input_chunk, output_chunk in zip(inputs.view(-1).split(GELU_CHUNK_ELEMENTS), output.view(-1).split(GELU_CHUNK_ELEMENTS)):
+        torch.mul(input_chunk, input_chunk, out=output_chunk)
+        output_chunk.mul_(_GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(input_chunk).sigmoid_().mul_(input_chunk)
+    return output
+
+
+def tanh_gelu_inplace(inputs: torch.Tensor) -> torch.Tensor:
+    """Overwrite a contiguous tensor with its tanh GELU, chunk by chunk (one small temporary per chunk)."""
+    for chunk in inputs.view(-1).split(GELU_CHUNK_ELEMENTS):
+        gate = chunk.square().mul_(_GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(chunk).sigmoid_()
+        chunk.mul_(gate)
+    return inputs
+
+
+class TanhGELUFunction(torch.autograd.Function):
+    """The tanh-approximated GELU written as x * sigmoid(2u): the same function as `F.gelu(approximate="tanh")`, but on
+    the CPU `sigmoid` is several times cheaper than the vectorised `tanh`. Only the input is saved for backward."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inputs)
+        return _tanh_gelu_into(inputs, torch.empty_like(inputs, memory_format=torch.contiguous_format))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        (inputs,) = ctx.saved_tensors
+        inputs_squared = inputs.square()
+        gate = (inputs_squared * _GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(inputs).sigmoid_()  # s
+        slope = inputs_squared.mul_(3.0 * _GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(inputs)  # x z'(x)
+        # d/dx [x s(z(x))] = s + x z'(x) s (1 - s)
+        derivative = gate.neg().add_(1.0).mul_(gate).mul_(slope).add_(gate)
+        return derivative.mul_(grad_output)
+
+
+class FastGELUTanh(nn.Module):
+    """`gelu_pytorch_tanh` computed as x * sigmoid(2u) in cache-sized chunks on contiguous float32/float64 CPU tensors
+    (several times faster there than `torch.tanh`); elsewhere (GPU, half precision, `torch.compile`) the fused
+    `F.gelu(approximate="tanh")` is used.
+
+    Args:
+        inplace: overwrite the input when no gradient is needed (like `nn.ReLU(inplace=True)`); only for inputs the
+            caller owns, such as the fresh output of the preceding linear layer.
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if (
+            torch.compiler.is_compiling()
+            or inputs.device.type != "cpu"
+            or inputs.dtype not in (torch.float32, torch.float64)
+            or not inputs.is_contiguous()
+        ):
+            return F.gelu(inputs, approximate="tanh")
+        if torch.is_grad_enabled() and inputs.requires_grad:
+            return TanhGELUFunction.apply(inputs)
+        if self.inplace:
+            return tanh_gelu_inplace(inputs)
+        return _tanh_gelu_into(inputs, torch.empty_like(inputs))
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+def activation_for(name: str, inplace: bool = False) -> nn.Module:
+    """`ACT2FN[name]`, except that the tanh GELU of the SOFT blocks gets the faster equivalent `FastGELUTanh`
+    (`inplace` applies to it only)."""
+    return FastGELUTanh(inplace=inplace) if name == "gelu_pytorch_tanh" else ACT2FN[name]
+
+
+def autocast_disabled(device_type: str):
+    """A context that turns autocast off for `device_type` (a no-op on devices without autocast, e.g. "meta")."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale: float = 1.0) -> torch.Tensor:
+    """Gaussian kernel of Eq. (3), k(a, b) = exp(-||a - b||^2 / 2), between `query_scale * queries` and `landmarks`.
+
+    The exponent -||s q - l||^2 / 2 = s q.l - s^2 ||q||^2 / 2 - ||l||^2 / 2 comes from one batched matmul (`baddbmm`)
+    and is clamped at zero, since rounding can make it slightly positive and the kernel would then exceed 1. Folding
+    the query scale (d^-1/4 in SOFT) into the matmul saves a pass over the queries.
 
     Args:
         queries: `(..., num_queries, head_dim)`.
         landmarks: `(..., num_landmarks, head_dim)`.
+        query_scale: factor s applied to the queries.
 
     Returns:
         `(..., num_queries, num_landmarks)`.
@@ -47,11 +151,14 @@ def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor) -> torch.Ten
     batch_shape = queries.shape[:-2]
     queries_3d = queries.reshape(-1, *queries.shape[-2:])  # (batch, num_queries, head_dim)
     landmarks_3d = landmarks.reshape(-1, *landmarks.shape[-2:])  # (batch, num_landmarks, head_dim)
-    query_norms = queries_3d.pow(2).sum(-1, keepdim=True)  # (batch, num_queries, 1)
-    landmark_norms = landmarks_3d.pow(2).sum(-1).unsqueeze(-2)  # (batch, 1, num_landmarks)
-    # ||a||^2 + ||b||^2 - 2 a.b in one fused call: (batch, num_queries, num_landmarks)
-    squared_distances = torch.baddbmm(query_norms + landmark_norms, queries_3d, landmarks_3d.transpose(-1, -2), alpha=-2)
-    kernel = torch.exp(squared_distances.clamp_min(0).mul(-0.5))
+    landmark_terms = landmarks_3d.square().sum(-1).mul(-0.5).unsqueeze(-2)  # -||l||^2 / 2: (batch, 1, num_landmarks)
+    query_terms = queries_3d.square().sum(-1, keepdim=True).mul(-0.5 * query_scale**2)  # (batch, num_queries, 1)
+    # s q.l - ||l||^2 / 2: (batch, num_queries, num_landmarks)
+    exponent = torch.baddbmm(landmark_terms, queries_3d, landmarks_3d.transpose(-1, -2), alpha=query_scale)
+    if torch.is_grad_enabled() and (queries.requires_grad or landmarks.requires_grad):
+        kernel = torch.exp((exponent + query_terms).clamp_max(0.0))
+    else:  # inference: reuse the matmul's buffer
+        kernel = exponent.add_(query_terms).clamp_max_(0.0).exp_()
     return kernel.reshape(*batch_shape, *kernel.shape[-2:])
 
 
@@ -125,13 +232,59 @@ def newton_inverse(matrix: torch.Tensor, num_iterations: int = 20, ridge: float 
     return SoftNewtonInverse.apply(matrix, num_iterations, ridge, adaptive)
 
 
+class ContiguousGradient(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous. Used under `torch.compile` before the landmark
+    LayerNorm: the traced (meta) LayerNorm backward keeps a strided gradient's layout while the CPU kernel returns a
+    contiguous one, and a view traced on the former fails at run time on the latter."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.view_as(inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output.contiguous()
+
+
+def channels_last_map(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Tokens `(batch, height * width, channels)` as a `(batch, channels, height, width)` map: a free channels-last
+    view, which oneDNN and cuDNN convolve without reordering."""
+    batch_size, _, channels = tokens.shape
+    return tokens.reshape(batch_size, height, width, channels).permute(0, 3, 1, 2)
+
+
+def cholesky_solve_spd(matrix: torch.Tensor, right_hand_side: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Exact solution of (A + ridge I) X = rhs for symmetric positive (semi-)definite A `(..., m, m)` by a Cholesky
+    factorisation: m^3 / 3 flops per matrix instead of 40 m^3 for 20 Newton steps, and differentiable by autograd.
+    A ridge below `CHOLESKY_MIN_RIDGE` is raised to it; matrices that still fail to factorise (rounding can make
+    an almost singular kernel matrix slightly indefinite) are solved by LU instead."""
+    size = matrix.shape[-1]
+    ridge = max(ridge, CHOLESKY_MIN_RIDGE)
+    system = matrix + ridge * torch.eye(size, dtype=matrix.dtype, device=matrix.device)  # (..., m, m)
+    factor, info = torch.linalg.cholesky_ex(system)
+    if not torch.compiler.is_compiling() and info.device.type != "meta" and bool(info.any()):
+        return torch.linalg.solve(system, right_hand_side)
+    return torch.cholesky_solve(right_hand_side, factor)
+
+
+def resolve_inverse_method(inverse_method: str, num_landmarks: int) -> str:
+    """The method used for `num_landmarks` landmarks: `"auto"` keeps Newton up to `AUTO_NEWTON_MAX_LANDMARKS`."""
+    if inverse_method not in INVERSE_METHODS:
+        raise ValueError(f"`inverse_method` must be one of {INVERSE_METHODS}, got {inverse_method!r}.")
+    if inverse_method == "auto":
+        return "newton" if num_landmarks <= AUTO_NEWTON_MAX_LANDMARKS else "cholesky"
+    return inverse_method
+
+
 def landmark_grid(height: int, width: int, max_landmarks: int | None) -> tuple[int, int] | None:
     """Grid the strided landmark map is pooled to so that it has at most `max_landmarks` cells (None: no pooling)."""
     if max_landmarks is None or height * width <= max_landmarks:
         return None
-    scale = math.sqrt(max_landmarks / (height * width))
+    scale = math.sqrt(max_landmarks / (height * width))  # shrink both sides alike, keeping the aspect ratio
     grid_height = max(1, min(height, int(height * scale)))
     grid_width = max(1, min(width, max_landmarks // grid_height))
+    # a narrow map clamps the width: give the freed budget back to the height (and never exceed the bound)
+    grid_height = max(1, min(height, max_landmarks // grid_width))
     return grid_height, grid_width
 
 
@@ -143,6 +296,10 @@ class SoftSelfAttention(nn.Module):
     with Q = X W_q / d^(1/4) (keys tied to queries), landmarks Q~ = GELU(LN(Conv_{r x r, stride r}(Q))) and a
     depthwise k x k skip convolution on V, one filter per head. SOFT-Norm replaces A^+ with D^-1/2 A^+ D^-1/2,
     D = diag(A 1). The kernel, the inverse and the products run in (at least) float32 even under autocast.
+
+    Cost per image and head: O(N m d) for the kernel and the products, O(N d^2) for the projections and convolutions,
+    and O(m^3) for the landmark system (Newton: 40 m^3 flops, Cholesky: m^3 / 3). With `max_landmarks` set, m is
+    bounded and the whole layer is linear in the number of tokens N.
     """
 
     def __init__(self, config, hidden_size: int, num_attention_heads: int, sr_ratio: int, skip_kernel_size: int):
@@ -150,6 +307,7 @@ class SoftSelfAttention(nn.Module):
         self.hidden_size = hidden_size
         self.num_attention_heads = num_attention_heads
         self.attention_head_size = hidden_size // num_attention_heads
+        self.query_scale = self.attention_head_size**-0.25
         self.sr_ratio = sr_ratio
         self.num_iterations = config.newton_iterations
         self.ridge = config.ridge
@@ -173,73 +331,96 @@ class SoftSelfAttention(nn.Module):
         )
         self.output = nn.Linear(hidden_size, hidden_size)
 
-    def compute_landmarks(self, query: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Q~ = GELU(LN(Conv_r(Q))): `(batch, heads, seq_len, head_size)` -> `(batch, heads, m, head_size)`."""
-        batch_size, num_heads, _, head_size = query.shape
-        # (batch * heads, head_size, height, width)
-        query_map = query.reshape(batch_size * num_heads, height, width, head_size).permute(0, 3, 1, 2)
-        landmark_map = self.landmark_conv(query_map)  # (batch * heads, head_size, height / r, width / r)
+    def compute_landmarks(self, query_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Q~ = GELU(LN(Conv_r(Q / d^(1/4)))) from the query projection `(batch, seq_len, hidden_size)`:
+        returns `(batch, heads, m, head_size)`.
+
+        The convolution, shared by all heads, runs as a grouped convolution on the channels-last view of the
+        projection (no per-head copy of Q), with the query scale folded into its weight; with `max_landmarks` the
+        strided landmark map is average-pooled to a grid of at most that many cells."""
+        batch_size, _, hidden_size = query_states.shape
+        num_heads, head_size = self.num_attention_heads, self.attention_head_size
+        query_map = channels_last_map(query_states, height, width)  # (batch, hidden_size, height, width)
+        weight = self.landmark_conv.weight * self.query_scale  # (head_size, head_size, r, r)
+        if num_heads > 1:
+            weight = weight.repeat(num_heads, 1, 1, 1)  # (hidden_size, head_size, r, r): one group per head
+        landmark_map = F.conv2d(query_map, weight, stride=self.sr_ratio, groups=num_heads)  # (b, C, H / r, W / r)
         grid = landmark_grid(landmark_map.shape[-2], landmark_map.shape[-1], self.max_landmarks)
         if grid is not None:
             landmark_map = F.adaptive_avg_pool2d(landmark_map, grid)
-        # (batch, heads, m, head_size)
-        landmarks = landmark_map.flatten(2).transpose(1, 2).reshape(batch_size, num_heads, -1, head_size)
-        return self.landmark_act(self.landmark_norm(landmarks))
+        # (batch, m, hidden_size) -> (batch, heads, m, head_size)
+        landmarks = landmark_map.flatten(2).transpose(1, 2).reshape(batch_size, -1, num_heads, head_size)
+        landmarks = self.landmark_act(self.landmark_norm(landmarks.transpose(1, 2)))
+        return ContiguousGradient.apply(landmarks) if torch.compiler.is_compiling() else landmarks
 
     def solve_landmark_system(self, landmark_kernel: torch.Tensor, right_hand_side: torch.Tensor) -> torch.Tensor:
         """A^+ @ rhs for `(..., m, m)` and `(..., m, head_size)` (with the configured ridge)."""
-        if self.inverse_method == "cholesky":
-            size = landmark_kernel.shape[-1]
-            ridge = self.ridge if self.ridge > 0 else CHOLESKY_MIN_RIDGE
-            system = landmark_kernel + ridge * torch.eye(size, dtype=landmark_kernel.dtype, device=landmark_kernel.device)
-            factor, _ = torch.linalg.cholesky_ex(system)
-            return torch.cholesky_solve(right_hand_side, factor)
+        if resolve_inverse_method(self.inverse_method, landmark_kernel.shape[-1]) == "cholesky":
+            return cholesky_solve_spd(landmark_kernel, right_hand_side, self.ridge)
         inverse = newton_inverse(
             landmark_kernel, self.num_iterations, self.ridge, adaptive=self.symmetric_normalization
         )  # (..., m, m)
         return inverse @ right_hand_side
 
+    def skip_connection(self, value_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Depthwise skip convolution on V with one k x k filter per head, shared by the head's channels: the same
+        as the official Conv2d(heads, heads, groups=heads) over V laid out as (batch * head_size, heads, H, W), run on
+        the channels-last view of V. Returns `(batch, seq_len, hidden_size)`."""
+        batch_size, seq_len, hidden_size = value_states.shape
+        value_map = channels_last_map(value_states, height, width)  # (batch, hidden_size, height, width)
+        weight = self.skip_conv.weight.repeat_interleave(self.attention_head_size, dim=0)  # (hidden_size, 1, k, k)
+        skip = F.conv2d(value_map, weight, padding=self.skip_conv.padding, groups=hidden_size)  # (b, C, H, W)
+        return skip.permute(0, 2, 3, 1).reshape(batch_size, seq_len, hidden_size)  # a view when channels-last
+
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch_size, seq_len, _ = hidden_states.shape
-        head_size = self.attention_head_size
-        # (batch, heads, seq_len, head_size)
-        query = self.query(hidden_states).view(batch_size, seq_len, self.num_attention_heads, head_size).transpose(1, 2)
-        query = query / math.sqrt(math.sqrt(head_size))
+        num_heads, head_size = self.num_attention_heads, self.attention_head_size
+        query_states = self.query(hidden_states)  # (batch, seq_len, hidden_size), unscaled
         value_states = self.value(hidden_states)  # (batch, seq_len, hidden_size)
-        value = value_states.view(batch_size, seq_len, self.num_attention_heads, head_size).transpose(1, 2)
+        landmarks = self.compute_landmarks(query_states, height, width)  # (batch, heads, m, head_size)
+        num_landmarks = landmarks.shape[-2]
 
-        landmarks = self.compute_landmarks(query, height, width)  # (batch, heads, m, head_size)
-
-        island_dtype = compute_dtype_for(query.dtype)
-        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            query_c, landmarks_c, value_c = (t.to(island_dtype) for t in (query, landmarks, value))
-            query_kernel = gaussian_kernel(query_c, landmarks_c)  # K1: (batch, heads, seq_len, m)
-            landmark_kernel = gaussian_kernel(landmarks_c, landmarks_c)  # A: (batch, heads, m, m)
-            projected = query_kernel.transpose(-1, -2) @ value_c  # K1^T V: (batch, heads, m, head_size)
+        island_dtype = compute_dtype_for(query_states.dtype)
+        with autocast_disabled(hidden_states.device.type):
+            # (batch * heads, seq_len, head_size): one copy each (none for a single head)
+            query = query_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
+            query = query.reshape(batch_size * num_heads, seq_len, head_size)
+            value = value_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
+            value = value.reshape(batch_size * num_heads, seq_len, head_size)
+            landmarks_c = landmarks.to(island_dtype).reshape(batch_size * num_heads, num_landmarks, head_size)
+            # K1 = k(Q / d^(1/4), Q~): (batch * heads, seq_len, m);  A = k(Q~, Q~): (batch * heads, m, m)
+            query_kernel = gaussian_kernel(query, landmarks_c, query_scale=self.query_scale)
+            landmark_kernel = gaussian_kernel(landmarks_c, landmarks_c)
+            projected = torch.bmm(query_kernel.transpose(1, 2), value)  # K1^T V: (batch * heads, m, head_size)
             if self.symmetric_normalization:
-                inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (batch, heads, m, 1)
+                inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (batch * heads, m, 1)
                 projected = inverse_sqrt_degree * projected
-            mixed = self.solve_landmark_system(landmark_kernel, projected)  # (batch, heads, m, head_size)
+            mixed = self.solve_landmark_system(landmark_kernel, projected)  # (batch * heads, m, head_size)
             if self.symmetric_normalization:
                 mixed = inverse_sqrt_degree * mixed
-            context = query_kernel @ mixed  # (batch, heads, seq_len, head_size)
-        context = context.to(value_states.dtype).transpose(1, 2).reshape(batch_size, seq_len, self.hidden_size)
+            context = torch.bmm(query_kernel, mixed)  # (batch * heads, seq_len, head_size)
 
-        # Depthwise skip convolution on V with one filter per head, shared by the head's channels: the same as the
-        # official Conv2d(heads, heads, groups=heads) over V laid out as (batch * head_size, heads, H, W).
-        value_map = value_states.transpose(1, 2).reshape(batch_size, self.hidden_size, height, width)
-        skip_weight = self.skip_conv.weight.repeat_interleave(head_size, dim=0)  # (hidden_size, 1, k, k)
-        skip = F.conv2d(value_map, skip_weight, padding=self.skip_conv.padding, groups=self.hidden_size)
-        context = context + skip.flatten(2).transpose(1, 2)  # (batch, seq_len, hidden_size)
-        return self.output(context)
+        skip = self.skip_connection(value_states, height, width)  # (batch, seq_len, hidden_size)
+        # heads back to channels, added to the skip branch in one pass: (batch, seq_len, heads, head_size)
+        context = context.to(skip.dtype).reshape(batch_size, num_heads, seq_len, head_size).transpose(1, 2)
+        context = skip.view(batch_size, seq_len, num_heads, head_size).add_(context)
+        return self.output(context.reshape(batch_size, seq_len, self.hidden_size))
 
 
 __all__ = [
     "SoftSelfAttention",
     "SoftNewtonInverse",
+    "FastGELUTanh",
+    "TanhGELUFunction",
+    "tanh_gelu_inplace",
+    "activation_for",
+    "cholesky_solve_spd",
     "gaussian_kernel",
+    "landmark_grid",
     "newton_inverse",
     "newton_schulz_inverse",
     "newton_initial_step",
-    "landmark_grid",
+    "resolve_inverse_method",
+    "INVERSE_METHODS",
+    "AUTO_NEWTON_MAX_LANDMARKS",
 ]

@@ -1,0 +1,1 @@
+"""Benchmark helpers of soft-hf: the official-forward baseline and the landmark-accuracy experiment."""

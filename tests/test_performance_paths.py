@@ -1,0 +1,288 @@
+"""Correctness of the fast paths (issue 6): the CPU tanh GELU, the folded kernel, the Cholesky landmark solve, bounded
+landmarks, in-place inference, the meta-device estimates the benchmark uses, torch.compile, and the honesty of the
+official-forward baseline. Nothing here is timed: linear cost is checked by counting FLOPs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
+
+from soft_hf import SoftConfig, SoftForImageClassification
+from soft_hf.soft_attention import (
+    AUTO_NEWTON_MAX_LANDMARKS,
+    GELU_CHUNK_ELEMENTS,
+    FastGELUTanh,
+    SoftSelfAttention,
+    TanhGELUFunction,
+    cholesky_solve_spd,
+    gaussian_kernel,
+    landmark_grid,
+    resolve_inverse_method,
+)
+
+from conftest import REPO_ROOT, tiny_config_kwargs
+
+
+def load_official_baseline():
+    spec = importlib.util.spec_from_file_location("official_baseline", REPO_ROOT / "benchmarks" / "official_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_model(dtype=torch.float32, **overrides) -> SoftForImageClassification:
+    torch.manual_seed(0)
+    return SoftForImageClassification(SoftConfig(**tiny_config_kwargs(**overrides))).to(dtype).eval()
+
+
+def landmark_counts(model, pixel_values) -> list[int]:
+    """Landmarks per SOFT layer, read at the landmark LayerNorm `(batch, heads, m, head_size)`."""
+    counts = []
+    hooks = [
+        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
+        for module in model.modules()
+        if isinstance(module, SoftSelfAttention)
+    ]
+    try:
+        with torch.no_grad():
+            model(pixel_values)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counts
+
+
+# --- tanh GELU -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+@pytest.mark.parametrize("numel", [7, GELU_CHUNK_ELEMENTS + 13])
+def test_fast_tanh_gelu_equals_torch_tanh_gelu(dtype, tolerance, numel):
+    inputs = torch.linspace(-12, 12, numel, dtype=dtype).reshape(-1, 1)
+    expected = F.gelu(inputs, approximate="tanh")
+    torch.testing.assert_close(FastGELUTanh()(inputs), expected, rtol=0, atol=tolerance)
+    in_place = inputs.clone()
+    result = FastGELUTanh(inplace=True)(in_place)
+    assert result.data_ptr() == in_place.data_ptr()
+    torch.testing.assert_close(result, expected, rtol=0, atol=tolerance)
+    # non-contiguous input: falls back to torch's kernel, still the same function, input untouched
+    strided = inputs.expand(-1, 2)
+    torch.testing.assert_close(FastGELUTanh(inplace=True)(strided), F.gelu(strided, approximate="tanh"))
+    torch.testing.assert_close(strided[:, 0], inputs[:, 0], rtol=0, atol=0)
+
+
+def test_fast_tanh_gelu_gradient():
+    inputs = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(TanhGELUFunction.apply, (inputs,))
+    FastGELUTanh(inplace=True)(inputs).sum().backward()  # grad mode never overwrites the input
+    expected = torch.autograd.grad(F.gelu(inputs, approximate="tanh").sum(), inputs)[0]
+    torch.testing.assert_close(inputs.grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_grad_mode_and_inference_paths_agree():
+    """No-grad inference takes in-place paths (GELU, residual adds, kernel); grad mode takes autograd-safe ones."""
+    model = tiny_model(torch.float64)
+    pixel_values = torch.randn(2, 3, 64, 80, dtype=torch.float64)
+    with torch.no_grad():
+        inference = model(pixel_values).logits
+    training_path = model(pixel_values).logits
+    assert training_path.requires_grad
+    torch.testing.assert_close(training_path.detach(), inference, rtol=0, atol=1e-12)
+
+
+# --- kernel and landmark system ------------------------------------------------------------------------------------
+
+
+def test_gaussian_kernel_query_scale_is_folded_exactly():
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.randn(3, 40, 8, generator=generator, dtype=torch.float64)
+    landmarks = torch.randn(3, 6, 8, generator=generator, dtype=torch.float64)
+    scale = 8**-0.25
+    expected = torch.exp(-0.5 * torch.cdist(scale * queries, landmarks).pow(2))
+    torch.testing.assert_close(gaussian_kernel(queries, landmarks, query_scale=scale), expected, rtol=1e-12, atol=1e-13)
+    with_grad = gaussian_kernel(queries.requires_grad_(), landmarks, query_scale=scale)
+    torch.testing.assert_close(with_grad.detach(), expected, rtol=1e-12, atol=1e-13)
+
+
+def test_cholesky_solve_matches_exact_solve_and_falls_back_on_indefinite():
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(4, 30, 8, generator=generator, dtype=torch.float64)
+    kernel = gaussian_kernel(points, points)
+    rhs = torch.randn(4, 30, 5, generator=generator, dtype=torch.float64)
+    expected = torch.linalg.solve(kernel + 0.01 * torch.eye(30, dtype=torch.float64), rhs)
+    torch.testing.assert_close(cholesky_solve_spd(kernel, rhs, 0.01), expected, rtol=1e-10, atol=1e-10)
+    # a symmetric indefinite matrix: Cholesky fails, LU solves it
+    indefinite = torch.diag(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
+    solution = cholesky_solve_spd(indefinite, torch.ones(3, 1, dtype=torch.float64), 0.0)
+    expected = torch.linalg.solve(indefinite + 1e-4 * torch.eye(3, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64))
+    torch.testing.assert_close(solution, expected)
+
+
+def test_cholesky_and_newton_models_agree_where_newton_converges():
+    """With well-separated landmarks (random weights), 20 Newton steps on A + 0.01 I reach the exact inverse, so the
+    exact solve gives the same logits and gradients. (SOFT-Norm's Newton step size is not meant to converge to the
+    inverse of such matrices, so only plain SOFT is compared.)"""
+    newton = tiny_model(torch.float64)
+    cholesky = tiny_model(torch.float64, inverse_method="cholesky")
+    pixel_values = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    newton_logits, cholesky_logits = newton(pixel_values).logits, cholesky(pixel_values).logits
+    torch.testing.assert_close(cholesky_logits, newton_logits, rtol=1e-7, atol=1e-9)
+    newton_logits.sum().backward()
+    cholesky_logits.sum().backward()
+    for (name, first), (_, second) in zip(newton.named_parameters(), cholesky.named_parameters()):
+        torch.testing.assert_close(second.grad, first.grad, rtol=1e-6, atol=1e-9, msg=name)
+
+
+def test_auto_inverse_method_switches_at_the_documented_size():
+    assert resolve_inverse_method("auto", AUTO_NEWTON_MAX_LANDMARKS) == "newton"
+    assert resolve_inverse_method("auto", AUTO_NEWTON_MAX_LANDMARKS + 1) == "cholesky"
+    assert resolve_inverse_method("newton", 10_000) == "newton"
+    assert resolve_inverse_method("cholesky", 4) == "cholesky"
+    with pytest.raises(ValueError, match="inverse_method"):
+        resolve_inverse_method("lu", 4)
+    # in a model: 4 landmarks per layer at 64 px, so "auto" computes the Newton result bit for bit
+    newton, auto = tiny_model(), tiny_model()
+    for module in auto.modules():
+        if isinstance(module, SoftSelfAttention):
+            module.inverse_method = "auto"
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(auto(pixel_values).logits, newton(pixel_values).logits, rtol=0, atol=0)
+
+
+# --- bounded landmarks ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_landmarks", [1, 4, 16, 49, 100])
+def test_landmark_grid_never_exceeds_the_bound(max_landmarks):
+    for height in range(1, 70, 3):
+        for width in (1, 2, 5, 13, 64, 257):
+            grid = landmark_grid(height, width, max_landmarks)
+            if height * width <= max_landmarks:
+                assert grid is None
+            else:
+                assert 1 <= grid[0] * grid[1] <= max_landmarks
+                assert grid[0] <= height and grid[1] <= width
+
+
+def test_bounded_landmarks_shapes_and_identity_below_the_bound():
+    official, bounded = tiny_model(), tiny_model(max_landmarks=4)
+    small = torch.randn(1, 3, 64, 64)  # 2 x 2 = 4 landmarks per layer: no pooling, identical outputs
+    with torch.no_grad():
+        torch.testing.assert_close(bounded(small).logits, official(small).logits, rtol=0, atol=0)
+    large = torch.randn(1, 3, 256, 192)
+    assert min(landmark_counts(official, large)) > 4
+    counts = landmark_counts(bounded, large)
+    assert len(counts) == sum(bounded.config.depths[:3]) and max(counts) <= 4
+    with torch.no_grad():
+        logits = bounded(large).logits
+    assert logits.shape == (1, 3) and torch.isfinite(logits).all()
+
+
+def flops_per_pixel(model, size: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randn(1, 3, size, size))
+    return counter.get_total_flops() / size**2
+
+
+def test_bounded_landmarks_make_cost_linear_in_pixels():
+    """FLOPs per pixel stay flat from 128 to 512 px with bounded landmarks and grow with the official rule."""
+    bounded, official = tiny_model(max_landmarks=4), tiny_model()
+    bounded_growth = flops_per_pixel(bounded, 512) / flops_per_pixel(bounded, 128)
+    official_growth = flops_per_pixel(official, 512) / flops_per_pixel(official, 128)
+    assert bounded_growth < 1.15, bounded_growth  # the softmax stage 4 adds a small quadratic term
+    assert official_growth > 2.0, official_growth
+
+
+# --- benchmark helpers ---------------------------------------------------------------------------------------------
+
+
+def test_meta_device_forward_gives_shapes_without_compute():
+    """The benchmark estimates FLOPs and tensor sizes on the meta device; the encoder must run there."""
+    with torch.device("meta"):
+        model = SoftForImageClassification(SoftConfig(**tiny_config_kwargs(inverse_method="cholesky")))
+    tokens, _ = model.soft.encoder(torch.empty(2, 3, 96, 64, device="meta"))
+    assert tokens.device.type == "meta" and tokens.shape == (2, 1 + 3 * 2, 32)
+
+
+def test_official_baseline_reproduces_official_logits(reference):
+    """benchmarks/official_baseline.py is an honest baseline: with the official weights it gives the official logits."""
+    baseline_module = load_official_baseline()
+    record = next(item for item in json.loads((reference / "vectors.json").read_text()) if item["arch"] == "mini_soft")
+    constructor = record["constructor"]
+    baseline = baseline_module.OfficialSoftBaseline(
+        embed_dims=constructor["embed_dims"],
+        num_heads=constructor["num_heads"],
+        mlp_ratios=constructor["mlp_ratios"],
+        depths=constructor["depths"],
+        sr_ratios=constructor["sr_ratios"],
+        num_classes=constructor["num_classes"],
+    )
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(reference / "mini_soft.pth", map_location="cpu", weights_only=True)
+    baseline.load_state_dict(checkpoint["state_dict"], strict=True)
+    baseline.eval()
+    vectors = load_file(reference / "mini_soft.io.safetensors")
+    for index in range(len(record["cases"])):
+        with torch.no_grad():
+            logits32 = baseline(vectors[f"input_{index}"])
+            logits64 = baseline.double()(vectors[f"input_{index}"].double())
+        baseline.float()
+        torch.testing.assert_close(logits32, vectors[f"logits_fp32_{index}"], rtol=0, atol=1e-4)
+        torch.testing.assert_close(logits64, vectors[f"logits_fp64_{index}"].double(), rtol=0, atol=1e-8)
+
+
+def test_official_baseline_matches_our_model_on_the_same_weights():
+    model = tiny_model(torch.float64)
+    baseline = load_official_baseline().baseline_from_soft_model(model)
+    pixel_values = torch.randn(2, 3, 96, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(baseline(pixel_values), model(pixel_values).logits, rtol=0, atol=1e-10)
+
+
+# --- torch.compile -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"inverse_method": "cholesky", "max_landmarks": 2}, {"normalization": "symmetric"}],
+    ids=["newton", "cholesky-bounded", "soft-norm"],
+)
+def test_torch_compile_traces_without_graph_breaks_and_matches_eager(overrides):
+    """Dynamo + AOT autograd (no C++ compilation): one graph, same logits and gradients as eager."""
+    torch._dynamo.reset()
+    model = tiny_model(**overrides).train()
+    pixel_values = torch.randn(2, 3, 64, 64)
+    eager_logits = model(pixel_values).logits
+    eager_grads = torch.autograd.grad(eager_logits.sum(), list(model.parameters()), allow_unused=True)
+    explanation = torch._dynamo.explain(model)(pixel_values)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    compiled_logits = compiled(pixel_values).logits
+    torch.testing.assert_close(compiled_logits, eager_logits, rtol=1e-5, atol=1e-6)
+    compiled_grads = torch.autograd.grad(compiled_logits.sum(), list(model.parameters()), allow_unused=True)
+    for eager_grad, compiled_grad in zip(eager_grads, compiled_grads):
+        if eager_grad is not None:
+            torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_default_torch_compile_matches_eager(tmp_path, monkeypatch):
+    """`torch.compile(model)` with the default (inductor) backend, once, on the tiniest model."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    model = tiny_model(depths=[1, 1, 1, 1])
+    pixel_values = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(pixel_values).logits
+        compiled = torch.compile(model)(pixel_values).logits
+    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-6)
+    assert not math.isnan(compiled.sum().item())
