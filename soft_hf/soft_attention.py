@@ -151,8 +151,9 @@ def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale:
     batch_shape = queries.shape[:-2]
     queries_3d = queries.reshape(-1, *queries.shape[-2:])  # (batch, num_queries, head_dim)
     landmarks_3d = landmarks.reshape(-1, *landmarks.shape[-2:])  # (batch, num_landmarks, head_dim)
-    landmark_terms = landmarks_3d.square().sum(-1).mul(-0.5).unsqueeze(-2)  # -||l||^2 / 2: (batch, 1, num_landmarks)
-    query_terms = queries_3d.square().sum(-1, keepdim=True).mul(-0.5 * query_scale**2)  # (batch, num_queries, 1)
+    # squared norms without a full-size temporary: -||l||^2 / 2 (batch, 1, num_landmarks), -s^2 ||q||^2 / 2 (batch, n, 1)
+    landmark_terms = torch.linalg.vector_norm(landmarks_3d, dim=-1).square().mul(-0.5).unsqueeze(-2)
+    query_terms = torch.linalg.vector_norm(queries_3d, dim=-1, keepdim=True).square().mul(-0.5 * query_scale**2)
     # s q.l - ||l||^2 / 2: (batch, num_queries, num_landmarks)
     exponent = torch.baddbmm(landmark_terms, queries_3d, landmarks_3d.transpose(-1, -2), alpha=query_scale)
     if torch.is_grad_enabled() and (queries.requires_grad or landmarks.requires_grad):

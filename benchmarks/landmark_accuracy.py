@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Accuracy effect of bounded landmarks (`max_landmarks`) and of the exact Cholesky solve, on a trained model.
+
+A small SOFT (the layout of the official test model: widths 32-128, depths 1-1-2-1) is trained for a few minutes on a
+Fashion-MNIST subset upsampled to 128 px, where every SOFT stage has the official 4 x 4 = 16 landmarks. The same
+weights are then evaluated on held-out images with the official landmark rule, with the landmark map pooled to at
+most 9, 4 and 1 landmarks, and with `inverse_method="cholesky"`, at the training size and at twice the size (where
+the official rule gives 64 landmarks per stage and `max_landmarks=16` keeps the training-time count).
+
+Usage:
+    python benchmarks/landmark_accuracy.py                 # ~4 minutes on 2 CPU cores
+    python benchmarks/landmark_accuracy.py --train-seconds 60 --test-size 500    # quicker, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
+from soft_hf.data import (  # noqa: E402
+    DEFAULT_FASHION_MNIST_DIR,
+    FASHION_MNIST_FILES,
+    IDX_IMAGES_MAGIC,
+    IDX_LABELS_MAGIC,
+    read_idx_file,
+)
+from soft_hf.soft_attention import SoftSelfAttention  # noqa: E402
+
+
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+
+
+def load_split(split: str, size: int, seed: int, directory: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random subset of a Fashion-MNIST split as normalised float images `(n, 1, 28, 28)` and labels `(n,)`."""
+    images_file, labels_file = FASHION_MNIST_FILES[split]
+    images = read_idx_file(os.path.join(directory, images_file), IDX_IMAGES_MAGIC)
+    labels = read_idx_file(os.path.join(directory, labels_file), IDX_LABELS_MAGIC)
+    indices = np.random.default_rng(seed).permutation(len(images))[:size]
+    pixels = torch.from_numpy(images[indices].astype(np.float32) / 255.0).unsqueeze(1)
+    return (pixels - FASHION_MNIST_MEAN) / FASHION_MNIST_STD, torch.from_numpy(labels[indices].astype(np.int64))
+
+
+def model_config(image_size: int, **overrides) -> SoftConfig:
+    return SoftConfig(
+        image_size=image_size,
+        num_channels=1,
+        hidden_sizes=[32, 64, 96, 128],
+        depths=[1, 1, 2, 1],
+        num_attention_heads=[1, 2, 3, 4],
+        stem_hidden_size=16,
+        num_labels=10,
+        **overrides,
+    )
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def train(model, images, labels, image_size: int, batch_size: int, train_seconds: float, seed: int) -> dict:
+    """AdamW with a short warm-up and cosine decay over the time budget (random flips and shifts as augmentation)."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    model.train()
+    started, step, seen, losses = time.perf_counter(), 0, 0, []
+    while (elapsed := time.perf_counter() - started) < train_seconds:
+        progress = elapsed / train_seconds
+        learning_rate = 2e-3 * min(1.0, progress / 0.05) * 0.5 * (1 + math.cos(math.pi * progress))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        index = torch.randint(0, len(images), (batch_size,), generator=generator)
+        batch = images[index]
+        flip = torch.rand(batch_size, generator=generator) < 0.5
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        batch = torch.roll(batch, shifts=shift, dims=(-2, -1))
+        loss = model(resize(batch, image_size), labels=labels[index]).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        seen += batch_size
+    return {"steps": step, "images_seen": seen, "seconds": time.perf_counter() - started, "final_loss": float(np.mean(losses[-20:]))}
+
+
+def landmarks_per_layer(model, pixel_values) -> list[int]:
+    counts = []
+    hooks = [
+        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
+        for module in model.modules()
+        if isinstance(module, SoftSelfAttention)
+    ]
+    try:
+        with torch.no_grad():
+            model(pixel_values)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counts
+
+
+def evaluate(model, images, labels, image_size: int, batch_size: int = 100) -> dict:
+    model.eval()
+    correct, started = 0, time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            logits = model(resize(images[start : start + batch_size], image_size)).logits
+            correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
+    return {
+        "accuracy": correct / len(images),
+        "seconds": time.perf_counter() - started,
+        "landmarks_per_layer": landmarks_per_layer(model, resize(images[:1], image_size)),
+    }
+
+
+# name -> (config overrides, evaluated at the training size, evaluated at the larger sizes)
+VARIANTS = {
+    "official rule (Newton)": ({}, True, True),
+    "max_landmarks=16": ({"max_landmarks": 16}, False, True),  # identical to the official rule at the training size
+    "max_landmarks=9": ({"max_landmarks": 9}, True, False),
+    "max_landmarks=4": ({"max_landmarks": 4}, True, True),
+    "max_landmarks=1": ({"max_landmarks": 1}, True, False),
+    "official rule, Cholesky": ({"inverse_method": "cholesky"}, True, True),
+    "max_landmarks=16, Cholesky": ({"max_landmarks": 16, "inverse_method": "cholesky"}, False, True),
+}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=20000, help="Training images drawn from the 60k.")
+    parser.add_argument("--test-size", type=int, default=1000, help="Held-out test images.")
+    parser.add_argument("--image-size", type=int, default=128, help="Training resolution (16 landmarks per stage).")
+    parser.add_argument("--eval-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--train-seconds", type=float, default=150.0)
+    parser.add_argument("--batch-size", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fashion-mnist-dir", default=DEFAULT_FASHION_MNIST_DIR)
+    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "landmark_accuracy.json"))
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    train_images, train_labels = load_split("train", args.train_size, args.seed, args.fashion_mnist_dir)
+    test_images, test_labels = load_split("test", args.test_size, args.seed + 1, args.fashion_mnist_dir)
+    model = SoftForImageClassification(model_config(args.image_size))
+    print(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters for {args.train_seconds:.0f} s")
+    training = train(model, train_images, train_labels, args.image_size, args.batch_size, args.train_seconds, args.seed)
+    print(f"  {training['steps']} steps, {training['images_seen']} images, final loss {training['final_loss']:.3f}")
+
+    state_dict = model.state_dict()
+    results = {"command": " ".join([Path(sys.executable).name] + sys.argv), "args": vars(args), "training": training}
+    results["evaluation"] = {}
+    for name, (overrides, at_training_size, at_larger_sizes) in VARIANTS.items():
+        variant = SoftForImageClassification(model_config(args.image_size, **overrides))
+        variant.load_state_dict(state_dict)  # the same weights: bounded landmarks and the solver are inference options
+        results["evaluation"][name] = {}
+        sizes = [size for size in args.eval_sizes if (at_training_size if size == args.image_size else at_larger_sizes)]
+        for size in sizes:
+            result = evaluate(variant, test_images, test_labels, size)
+            results["evaluation"][name][str(size)] = result
+            print(
+                f"  {name:28s} {size:4d} px: accuracy {100 * result['accuracy']:5.1f}%  "
+                f"landmarks/layer {result['landmarks_per_layer']}  ({result['seconds']:.1f} s)",
+                flush=True,
+            )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(results, indent=1))
+    temporary.replace(output)
+    print(f"wrote {output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
