@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install test demo benchmark clean
+.PHONY: install data test demo benchmark clean
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +17,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) data
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
-demo: $(STAMP)
+# The demo's offline default data: Debian's dataset-fashion-mnist (installed when missing).
+data:
+	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || { \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dataset-fashion-mnist; }
+
+demo: $(STAMP) data
 	$(PY) scripts/demo.py
 
 benchmark: $(STAMP)
