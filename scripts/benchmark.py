@@ -73,9 +73,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # bounded model computes exactly what the official rule computes.
 DEFAULT_MAX_LANDMARKS = 49
 MEMORY_METHOD_CPU = (
-    "peak resident set size of a child process (multiprocessing forkserver, torch/transformers preloaded): "
-    "ru_maxrss after one forward pass at the measured size minus ru_maxrss after building the variant and one "
-    "warm-up pass at the smallest size; i.e. the activation memory above weights and library state"
+    "peak resident set size of a child process (multiprocessing forkserver, torch/transformers preloaded): the "
+    "variant is built and run once at the smallest size, the kernel's peak-RSS mark is reset to the current RSS "
+    "(/proc/self/clear_refs), one forward pass runs at the measured size, and the result is VmHWM minus the RSS "
+    "before the pass: the activation memory above weights and library state. Where clear_refs is not permitted, "
+    "ru_maxrss differences are used (which can under-count when building the variant peaked higher)"
 )
 MEMORY_METHOD_CUDA = "torch.cuda.max_memory_allocated during one forward pass minus the memory allocated before it"
 
@@ -350,6 +352,29 @@ def count_flops(module: nn.Module, run: Callable[[nn.Module, torch.Tensor], Any]
     return flop_counter.get_total_flops()
 
 
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field_name + ":"))
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_bytes() -> int:
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_rss_bytes() -> int:
+    return _status_kib("VmHWM") * 1024
+
+
 def _memory_child(kind: str, name: str, shape: tuple, warmup_shape: tuple, dtype_name: str, threads: int, queue):
     """Child process of `peak_memory_cpu`: build, warm up at the smallest size, then one pass at `shape`."""
     try:
@@ -359,10 +384,12 @@ def _memory_child(kind: str, name: str, shape: tuple, warmup_shape: tuple, dtype
         run = run_attention if kind == "attention" else run_model
         with torch.inference_mode():
             run(module, torch.randn(warmup_shape, dtype=dtype))
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            run(module, torch.randn(shape, dtype=dtype))
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        queue.put({"peak_bytes": (after - before) * 1024})
+            inputs = torch.randn(shape, dtype=dtype)
+            reset = reset_peak_rss()
+            before = current_rss_bytes() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            run(module, inputs)
+            after = peak_rss_bytes() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        queue.put({"peak_bytes": after - before, "peak_rss_reset": reset})
     except Exception as error:  # reported, not raised: one failing cell must not stop the benchmark
         queue.put({"error": f"{type(error).__name__}: {error}"[:300]})
 
@@ -731,6 +758,13 @@ def print_targets(targets: list[dict]) -> None:
         print(f"  [{target['status']:>4s}] {target['target']}: {measured} (target {target['threshold']})")
 
 
+def plot_if_positive(axis, xs, ys, label) -> None:
+    """Plot the points with a positive, finite value (log axes); nothing if there are none."""
+    points = [(x, y) for x, y in zip(xs, ys) if y == y and y > 0]
+    if points:
+        axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
+
+
 def make_plots(results: dict, output_dir: Path, stem: str) -> list[str]:
     import matplotlib
 
@@ -751,7 +785,7 @@ def make_plots(results: dict, output_dir: Path, stem: str) -> list[str]:
                     memory.append(cell.get("memory", {}).get("peak_bytes", float("nan")) / count)
             if tokens:
                 time_axis.plot(tokens, per_token, marker="o", label=label)
-                memory_axis.plot(tokens, memory, marker="o", label=label)
+                plot_if_positive(memory_axis, tokens, memory, label)
         for axis, title in ((time_axis, "time per token (ns)"), (memory_axis, "peak memory per token (bytes)")):
             axis.set_xscale("log")
             axis.set_yscale("log")
@@ -780,7 +814,7 @@ def make_plots(results: dict, output_dir: Path, stem: str) -> list[str]:
             if sizes:
                 speed_axis.plot(sizes, speed, marker="o", label=label)
                 pixel_axis.plot(sizes, per_pixel, marker="o", label=label)
-                memory_axis.plot(sizes, memory, marker="o", label=label)
+                plot_if_positive(memory_axis, sizes, memory, label)
         for axis, title in (
             (speed_axis, "images/s"),
             (pixel_axis, "seconds per megapixel"),
@@ -966,7 +1000,12 @@ def main(argv=None) -> dict:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"benchmark_{device.type}_{args.dtype}" + ("_quick" if quick else "")
-    results["plots"] = make_plots(results, output_dir, stem)
+    try:
+        results["plots"] = make_plots(results, output_dir, stem)
+    except Exception as error:  # the measurements matter more than their pictures
+        results["plots"] = []
+        results["plot_error"] = f"{type(error).__name__}: {error}"
+        print(f"plotting failed: {results['plot_error']}")
     json_path = output_dir / f"{stem}.json"
     temporary = json_path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(results, indent=1, default=str))
