@@ -48,7 +48,7 @@ from soft_hf.data import (  # noqa: E402
     IDX_LABELS_MAGIC,
     read_idx_file,
 )
-from soft_hf.soft_attention import SoftSelfAttention  # noqa: E402
+from soft_hf.soft_attention import SoftSelfAttention, landmark_counts  # noqa: E402
 
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -108,20 +108,6 @@ def train(model, images, labels, image_size: int, batch_size: int, train_steps: 
     return {"steps": train_steps, "images_seen": seen, "seconds": time.perf_counter() - started, "final_loss": float(np.mean(losses[-20:]))}
 
 
-def landmarks_per_layer(model, pixel_values) -> list[int]:
-    counts = []
-    hooks = [
-        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
-        for module in model.modules()
-        if isinstance(module, SoftSelfAttention)
-    ]
-    try:
-        with torch.no_grad():
-            model(pixel_values)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return counts
 
 
 def evaluate(model, images, labels, image_size: int, batch_size: int = 100) -> dict:
@@ -134,7 +120,7 @@ def evaluate(model, images, labels, image_size: int, batch_size: int = 100) -> d
     return {
         "accuracy": correct / len(images),
         "seconds": time.perf_counter() - started,
-        "landmarks_per_layer": landmarks_per_layer(model, resize(images[:1], image_size)),
+        "landmarks_per_layer": landmark_counts(model, resize(images[:1], image_size)),
     }
 
 

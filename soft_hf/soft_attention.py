@@ -408,8 +408,27 @@ class SoftSelfAttention(nn.Module):
         return self.output(context.reshape(batch_size, seq_len, self.hidden_size))
 
 
+def landmark_counts(model: nn.Module, pixel_values: torch.Tensor) -> list[int]:
+    """Number of landmarks m each SOFT attention layer of `model` uses on `pixel_values`, read at the landmark
+    LayerNorm, whose input is `(batch, heads, m, head_size)` (a no-grad forward pass with temporary hooks)."""
+    counts = []
+    hooks = [
+        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
+        for module in model.modules()
+        if isinstance(module, SoftSelfAttention)
+    ]
+    try:
+        with torch.no_grad():
+            model(pixel_values)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return counts
+
+
 __all__ = [
     "SoftSelfAttention",
+    "landmark_counts",
     "SoftNewtonInverse",
     "FastGELUTanh",
     "TanhGELUFunction",

@@ -12,7 +12,7 @@ from helpers_segmentation import run_python, tiny_soft_norm_kwargs
 from soft_hf import SoftBackbone, SoftConfig, SoftForImageClassification, SoftModel
 from soft_hf.modeling_soft import stage_spatial_sizes
 from soft_hf.segmentation import UPERNET_OUT_FEATURES, build_upernet
-from soft_hf.soft_attention import SoftSelfAttention
+from soft_hf.soft_attention import landmark_counts
 
 ALL_FEATURES = ["stem", *UPERNET_OUT_FEATURES]
 
@@ -116,21 +116,6 @@ def test_unreadable_backbone_source_is_a_clear_error(tmp_path):
         build_upernet(pretrained_backbone=tmp_path / "official.pth", num_labels=2)
 
 
-def landmark_counts(model, pixel_values) -> list[int]:
-    """Number of landmarks m used by each SOFT attention layer (the landmark LayerNorm sees (batch, heads, m, d))."""
-    counts = []
-    hooks = [
-        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
-        for module in model.modules()
-        if isinstance(module, SoftSelfAttention)
-    ]
-    try:
-        with torch.no_grad():
-            model(pixel_values)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return counts
 
 
 def test_max_landmarks_bounds_landmarks_at_any_resolution(backbone):

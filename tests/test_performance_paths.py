@@ -24,6 +24,7 @@ from soft_hf.soft_attention import (
     TanhGELUFunction,
     cholesky_solve_spd,
     gaussian_kernel,
+    landmark_counts,
     landmark_grid,
     resolve_inverse_method,
 )
@@ -43,21 +44,6 @@ def tiny_model(dtype=torch.float32, **overrides) -> SoftForImageClassification:
     return SoftForImageClassification(SoftConfig(**tiny_config_kwargs(**overrides))).to(dtype).eval()
 
 
-def landmark_counts(model, pixel_values) -> list[int]:
-    """Landmarks per SOFT layer, read at the landmark LayerNorm `(batch, heads, m, head_size)`."""
-    counts = []
-    hooks = [
-        module.landmark_norm.register_forward_hook(lambda _module, inputs, _output: counts.append(inputs[0].shape[-2]))
-        for module in model.modules()
-        if isinstance(module, SoftSelfAttention)
-    ]
-    try:
-        with torch.no_grad():
-            model(pixel_values)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return counts
 
 
 # --- tanh GELU -----------------------------------------------------------------------------------------------------
