@@ -225,6 +225,28 @@ def _check_columns(dataset, image_column: str, label_column: str, split_name: st
             )
 
 
+# Command-line flags (shared by scripts/train.py and scripts/evaluate.py) that select and shape the data source.
+DATA_SOURCE_FLAGS = (
+    "dataset_name",
+    "dataset_config_name",
+    "train_dir",
+    "validation_dir",
+    "fashion_mnist_dir",
+    "streaming",
+    "image_column_name",
+    "label_column_name",
+    "train_val_split",
+    "max_eval_samples",
+    "seed",
+    "cache_dir",
+)
+
+
+def data_source_arguments(args) -> dict[str, Any]:
+    """The `load_image_classification_data` keyword arguments given by parsed command-line flags."""
+    return {name: getattr(args, name) for name in DATA_SOURCE_FLAGS}
+
+
 def load_image_classification_data(
     *,
     dataset_name: str | None = None,

@@ -150,6 +150,7 @@ def run_evaluation(args: argparse.Namespace) -> dict:
         StreamingImageClassificationDataset,
         build_eval_transform,
         collate_image_classification,
+        data_source_arguments,
         label_mapping_to_model,
         load_image_classification_data,
     )
@@ -171,21 +172,7 @@ def run_evaluation(args: argparse.Namespace) -> dict:
         image_processor = SoftImageProcessor()
 
     with accelerator.main_process_first():
-        data = load_image_classification_data(
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_dir=args.train_dir,
-            validation_dir=args.validation_dir,
-            fashion_mnist_dir=args.fashion_mnist_dir,
-            streaming=args.streaming,
-            image_column_name=args.image_column_name,
-            label_column_name=args.label_column_name,
-            train_val_split=args.train_val_split,
-            max_eval_samples=args.max_eval_samples,
-            seed=args.seed,
-            cache_dir=args.cache_dir,
-            load_train=args.split == "train",
-        )
+        data = load_image_classification_data(**data_source_arguments(args), load_train=args.split == "train")
     split = data.split(args.split)
     if args.split == "train" and args.max_eval_samples is not None and not data.streaming:
         split = split.shuffle(seed=args.seed).select(range(min(args.max_eval_samples, len(split))))

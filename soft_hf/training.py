@@ -45,6 +45,7 @@ from .data import (
     build_eval_transform,
     build_train_transform,
     collate_image_classification,
+    data_source_arguments,
     label_mapping_to_model,
     load_image_classification_data,
 )
@@ -664,19 +665,8 @@ class SoftTrainer:
         args, accelerator = self.args, self.accelerator
         with accelerator.main_process_first():
             self.data = load_image_classification_data(
-                dataset_name=args.dataset_name,
-                dataset_config_name=args.dataset_config_name,
-                train_dir=args.train_dir,
-                validation_dir=args.validation_dir,
-                fashion_mnist_dir=args.fashion_mnist_dir,
-                streaming=args.streaming,
-                image_column_name=args.image_column_name,
-                label_column_name=args.label_column_name,
-                train_val_split=args.train_val_split,
+                **data_source_arguments(args),
                 max_train_samples=args.max_train_samples,
-                max_eval_samples=args.max_eval_samples,
-                seed=args.seed,
-                cache_dir=args.cache_dir,
                 trust_remote_code=args.trust_remote_code,
                 shuffle_buffer_size=args.shuffle_buffer_size,
             )
