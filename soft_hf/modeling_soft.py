@@ -20,7 +20,7 @@ from transformers.modeling_outputs import BackboneOutput, BaseModelOutputWithPoo
 from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_soft import SoftConfig
-from .soft_attention import SoftSelfAttention, activation_for
+from .soft_attention import SoftLinear, SoftSelfAttention, activation_for, use_onednn
 
 
 def drop_path(input: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
@@ -105,7 +105,42 @@ class SoftPatchEmbeddings(nn.Module):
             )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        layers = list(self.projection)
+        if use_onednn(pixel_values, layers[0].weight) and is_conv_norm_relu_chain(layers):
+            # float32 CPU inference: each conv + eval-mode BatchNorm + ReLU as one oneDNN convolution
+            hidden_states = pixel_values
+            for conv, norm, _ in zip(layers[0::3], layers[1::3], layers[2::3]):
+                weight, bias = fold_batch_norm(conv, norm)
+                hidden_states = torch.ops.mkldnn._convolution_pointwise(
+                    hidden_states, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+                    conv.groups, "relu", [], "",
+                )
+            return hidden_states
         return self.projection(pixel_values)  # (batch, channels, height, width)
+
+
+def is_conv_norm_relu_chain(layers: list[nn.Module]) -> bool:
+    """Whether `layers` are (Conv2d, eval-mode BatchNorm2d with running statistics, ReLU) triples that
+    `fold_batch_norm` can merge (a replaced or training-mode module disables the merge)."""
+    if not layers or len(layers) % 3:
+        return False
+    for conv, norm, act in zip(layers[0::3], layers[1::3], layers[2::3]):
+        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            return False
+        if type(norm) is not nn.BatchNorm2d or norm.training or norm.running_mean is None or not norm.affine:
+            return False
+        if type(act) is not nn.ReLU:
+            return False
+    return True
+
+
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the convolution that equals `norm(conv(x))` for an eval-mode BatchNorm:
+    W' = W * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * gamma / sqrt(var + eps) + beta."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)  # (out_channels,)
+    weight = conv.weight * scale.reshape(-1, 1, 1, 1)  # (out_channels, in_channels / groups, k, k)
+    conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+    return weight, (conv_bias - norm.running_mean) * scale + norm.bias
 
 
 def add_residual(branch: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -119,15 +154,18 @@ def add_residual(branch: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
 class SoftMlp(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout_prob: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.fc1 = SoftLinear(hidden_size, intermediate_size)
         # ACT2FN, with a faster tanh GELU on the CPU; in place on fc1's fresh output
         self.act = activation_for(hidden_act, inplace=True)
-        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.fc2 = SoftLinear(intermediate_size, hidden_size)
         self.dropout = nn.Dropout(dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.dropout(self.act(self.fc1(hidden_states)))
-        return self.dropout(self.fc2(hidden_states))
+        if isinstance(self.fc1, SoftLinear):  # fc1 and GELU in one oneDNN kernel where possible
+            hidden_states = self.fc1.forward_with_activation(hidden_states, self.act)
+        else:  # fc1 replaced, e.g. by an adapter
+            hidden_states = self.act(self.fc1(hidden_states))
+        return self.dropout(self.fc2(self.dropout(hidden_states)))
 
 
 class SoftLayer(GradientCheckpointingLayer):
@@ -165,10 +203,10 @@ class SoftSoftmaxAttention(nn.Module):
         super().__init__()
         self.num_attention_heads = num_attention_heads
         self.attention_head_size = hidden_size // num_attention_heads
-        self.query = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
-        self.key_value = nn.Linear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
+        self.query = SoftLinear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.key_value = SoftLinear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
         self.attention_dropout_prob = config.attention_probs_dropout_prob
-        self.proj = nn.Linear(hidden_size, hidden_size)
+        self.proj = SoftLinear(hidden_size, hidden_size)
         self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.activations import ACT2FN
+from transformers.activations import ACT2FN, GELUActivation
 
 
 # The official step-size search of SOFT-Norm halves the step at most this many times.
@@ -124,6 +124,70 @@ def activation_for(name: str, inplace: bool = False) -> nn.Module:
     """`ACT2FN[name]`, except that the tanh GELU of the SOFT blocks gets the faster equivalent `FastGELUTanh`
     (`inplace` applies to it only)."""
     return FastGELUTanh(inplace=inplace) if name == "gelu_pytorch_tanh" else ACT2FN[name]
+
+
+def _onednn_available() -> bool:
+    try:
+        ops = torch.ops.mkldnn
+        return torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise") and hasattr(
+            ops, "_convolution_pointwise"
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# oneDNN's fused linear and convolution kernels (the ones `torch.compile` uses on the CPU), if this build has them.
+ONEDNN_AVAILABLE = _onednn_available()
+
+
+def use_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a layer on `inputs` runs through oneDNN's fused kernels: float32 CPU inference (no autograd graph),
+    eager mode, `torch.backends.mkldnn.enabled`. PyTorch's eager `F.linear` calls the BLAS library (MKL) instead,
+    whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set (AVX-512 on
+    Zen 4/5) and ran 2.3x faster on the benchmark machine (`scripts/benchmark.py`, section "matmul"), and it applies
+    a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel. Everything else (autograd,
+    half precision, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`) runs the ordinary
+    PyTorch modules."""
+    return (
+        ONEDNN_AVAILABLE
+        and torch.backends.mkldnn.enabled
+        and inputs.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and inputs.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and not (torch.is_grad_enabled() and (inputs.requires_grad or weight.requires_grad))
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+    )
+
+
+class SoftLinear(nn.Linear):
+    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose float32 CPU inference runs on oneDNN,
+    optionally with a following GELU fused into the GEMM (`forward_with_activation`). See `use_onednn`."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if use_onednn(inputs, self.weight):
+            return torch.ops.mkldnn._linear_pointwise(inputs, self.weight, self.bias, "none", [], "")
+        return F.linear(inputs, self.weight, self.bias)
+
+    def forward_with_activation(self, inputs: torch.Tensor, activation: nn.Module) -> torch.Tensor:
+        """`activation(self(inputs))`. A GELU activation (`FastGELUTanh`, or Transformers' exact `GELUActivation`)
+        is fused into oneDNN's GEMM as a post-op when `use_onednn` allows; its GELU agrees with PyTorch's to
+        float32 rounding (tested). Any other activation runs after the layer."""
+        algorithm = onednn_gelu_algorithm(activation)
+        if algorithm is not None and use_onednn(inputs, self.weight):
+            return torch.ops.mkldnn._linear_pointwise(inputs, self.weight, self.bias, "gelu", [], algorithm)
+        return activation(self(inputs))
+
+
+def onednn_gelu_algorithm(activation: nn.Module) -> str | None:
+    """oneDNN's name for the GELU `activation` computes ("tanh" or "none" for erf), or None if it is not a GELU."""
+    if isinstance(activation, FastGELUTanh):
+        return "tanh"
+    if isinstance(activation, GELUActivation) and activation.act is F.gelu:
+        return "none"
+    return None
 
 
 def autocast_disabled(device_type: str):
@@ -316,8 +380,8 @@ class SoftSelfAttention(nn.Module):
         self.inverse_method = config.inverse_method
         self.max_landmarks = config.max_landmarks
 
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.value = nn.Linear(hidden_size, hidden_size)
+        self.query = SoftLinear(hidden_size, hidden_size)
+        self.value = SoftLinear(hidden_size, hidden_size)
         head_size = self.attention_head_size
         self.landmark_conv = nn.Conv2d(head_size, head_size, kernel_size=sr_ratio, stride=sr_ratio, bias=False)
         self.landmark_norm = nn.LayerNorm(head_size, eps=config.soft_layer_norm_eps)
@@ -330,7 +394,7 @@ class SoftSelfAttention(nn.Module):
             groups=num_attention_heads,
             bias=False,
         )
-        self.output = nn.Linear(hidden_size, hidden_size)
+        self.output = SoftLinear(hidden_size, hidden_size)
 
     def compute_landmarks(self, query_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Q~ = GELU(LN(Conv_r(Q / d^(1/4)))) from the query projection `(batch, seq_len, hidden_size)`:
@@ -428,6 +492,8 @@ def landmark_counts(model: nn.Module, pixel_values: torch.Tensor) -> list[int]:
 
 __all__ = [
     "SoftSelfAttention",
+    "SoftLinear",
+    "use_onednn",
     "landmark_counts",
     "SoftNewtonInverse",
     "FastGELUTanh",

@@ -16,10 +16,13 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from soft_hf import SoftConfig, SoftForImageClassification
+from soft_hf.modeling_soft import SoftPatchEmbeddings, fold_batch_norm
 from soft_hf.soft_attention import (
     AUTO_NEWTON_MAX_LANDMARKS,
+    ONEDNN_AVAILABLE,
     GELU_CHUNK_ELEMENTS,
     FastGELUTanh,
+    SoftLinear,
     SoftSelfAttention,
     TanhGELUFunction,
     cholesky_solve_spd,
@@ -27,7 +30,9 @@ from soft_hf.soft_attention import (
     landmark_counts,
     landmark_grid,
     resolve_inverse_method,
+    use_onednn,
 )
+from transformers.activations import ACT2FN
 
 from conftest import REPO_ROOT, tiny_config_kwargs
 
@@ -82,6 +87,110 @@ def test_grad_mode_and_inference_paths_agree():
     training_path = model(pixel_values).logits
     assert training_path.requires_grad
     torch.testing.assert_close(training_path.detach(), inference, rtol=0, atol=1e-12)
+
+
+# --- oneDNN inference kernels ---------------------------------------------------------------------------------------
+
+needs_onednn = pytest.mark.skipif(not ONEDNN_AVAILABLE, reason="this PyTorch build has no oneDNN fused kernels")
+
+
+def onednn_op_calls(function) -> dict[str, int]:
+    """How often `function()` called each oneDNN fused op (read from the profiler's op records)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        function()
+    return {
+        event.key: event.count for event in profile.key_averages() if event.key.startswith("mkldnn::_")
+    }
+
+
+def test_onednn_is_used_only_for_float32_cpu_inference():
+    weight = torch.randn(4, 3, requires_grad=True)
+    inputs = torch.randn(2, 3)
+    assert use_onednn(inputs, weight) == (ONEDNN_AVAILABLE and not torch.is_grad_enabled())  # grad mode: autograd
+    with torch.no_grad():
+        assert use_onednn(inputs, weight) == ONEDNN_AVAILABLE
+        assert not use_onednn(inputs.double(), weight.double())  # float64 keeps PyTorch's kernels (parity tests)
+        assert not use_onednn(inputs.bfloat16(), weight.bfloat16())
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert not use_onednn(inputs, weight)
+
+
+@needs_onednn
+@pytest.mark.parametrize("activation_name", ["gelu_pytorch_tanh", "gelu", "relu"])
+def test_soft_linear_matches_nn_linear_with_and_without_fused_activation(activation_name):
+    torch.manual_seed(0)
+    layer = SoftLinear(48, 96)
+    activation = ACT2FN[activation_name] if activation_name != "gelu_pytorch_tanh" else FastGELUTanh()
+    inputs = torch.randn(2, 37, 48) * 3
+    expected_linear = F.linear(inputs, layer.weight, layer.bias)
+    expected = activation(expected_linear.clone())
+    with torch.no_grad():
+        calls = onednn_op_calls(lambda: layer(inputs))
+        assert calls.get("mkldnn::_linear_pointwise") == 1
+        torch.testing.assert_close(layer(inputs), expected_linear, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(layer.forward_with_activation(inputs, activation), expected, rtol=1e-5, atol=1e-5)
+        fused = onednn_op_calls(lambda: layer.forward_with_activation(inputs, activation))
+        assert fused == {"mkldnn::_linear_pointwise": 1}  # fused or not, one GEMM call; ReLU runs after it
+        with torch.backends.mkldnn.flags(enabled=False):  # the switch that turns the fast path off
+            assert onednn_op_calls(lambda: layer(inputs)) == {}
+    # with autograd: PyTorch's kernels, exact, and gradients flow
+    output = layer.forward_with_activation(inputs, activation)
+    assert output.requires_grad and onednn_op_calls(lambda: layer(inputs)) == {}
+    output.sum().backward()
+    assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+
+
+def test_fold_batch_norm_is_exact_in_float64():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, stride=2, padding=1).double()
+    norm = torch.nn.BatchNorm2d(7).double().eval()
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.2, 3.0)
+    norm.weight.data.normal_()
+    norm.bias.data.normal_()
+    inputs = torch.randn(2, 5, 17, 12, dtype=torch.float64)
+    weight, bias = fold_batch_norm(conv, norm)
+    with torch.no_grad():
+        torch.testing.assert_close(F.conv2d(inputs, weight, bias, stride=2, padding=1), norm(conv(inputs)), rtol=1e-12, atol=1e-12)
+
+
+@needs_onednn
+@pytest.mark.parametrize("stage_index", [0, 1])
+def test_fused_patch_embeddings_match_the_modules_and_train_mode_uses_batch_statistics(stage_index):
+    torch.manual_seed(0)
+    config = SoftConfig(**tiny_config_kwargs())
+    embeddings = SoftPatchEmbeddings(config, stage_index).eval()
+    for module in embeddings.projection:
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.2, 3.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    channels = config.num_channels if stage_index == 0 else config.hidden_sizes[0]
+    inputs = torch.randn(2, channels, 33, 26).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = embeddings.projection(inputs)
+        calls = onednn_op_calls(lambda: embeddings(inputs))
+        assert calls == {"mkldnn::_convolution_pointwise": len(embeddings.projection) // 3}
+        torch.testing.assert_close(embeddings(inputs), expected, rtol=1e-5, atol=1e-5)
+        embeddings.train()  # batch statistics: the modules run, unchanged
+        assert onednn_op_calls(lambda: embeddings(inputs)) == {}
+        torch.testing.assert_close(embeddings(inputs), embeddings.projection(inputs), rtol=0, atol=0)
+
+
+@needs_onednn
+def test_model_inference_on_onednn_matches_pytorch_kernels():
+    model = tiny_model()
+    pixel_values = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        calls = onednn_op_calls(lambda: model(pixel_values))
+        fast = model(pixel_values).logits
+        with torch.backends.mkldnn.flags(enabled=False):
+            reference = model(pixel_values).logits
+    num_linear = sum(isinstance(module, SoftLinear) for module in model.modules())
+    assert calls["mkldnn::_linear_pointwise"] == num_linear
+    assert calls["mkldnn::_convolution_pointwise"] == len(model.config.depths) + 2  # 3 stem convs, 1 per later stage
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
 # --- kernel and landmark system ------------------------------------------------------------------------------------
