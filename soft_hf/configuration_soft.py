@@ -65,8 +65,11 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
             landmarks, Cholesky above.
         max_landmarks (`int`, *optional*):
             If set, the landmark map of each SOFT stage is average-pooled to at most `max_landmarks` landmarks
-            (a grid of at most that many cells), so cost becomes linear in the number of pixels at any
-            resolution. `None` keeps the official rule m = HW / r^2. Weights are unchanged by this option.
+            (a grid of at most that many cells), and the last stage's softmax attention takes its keys and values
+            from the classification token and the token map pooled the same way, so cost becomes linear in the
+            number of pixels at any resolution. `None` keeps the official rule m = HW / r^2 and full softmax
+            attention in the last stage. Weights are unchanged by this option, and maps at or below the bound
+            (7 x 7 = 49 at 224 px) are not pooled.
         layer_norm_eps (`float`, defaults to 1e-6): eps of the stage-4 and final LayerNorms.
         soft_layer_norm_eps (`float`, defaults to 1e-5): eps of the SOFT-block and landmark LayerNorms.
         hidden_dropout_prob (`float`, defaults to 0.0): Dropout after position embeddings and in the stage-4 MLP.

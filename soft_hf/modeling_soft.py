@@ -20,7 +20,7 @@ from transformers.modeling_outputs import BackboneOutput, BaseModelOutputWithPoo
 from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_soft import SoftConfig
-from .soft_attention import SoftLinear, SoftSelfAttention, activation_for, use_onednn
+from .soft_attention import SoftLinear, SoftSelfAttention, activation_for, channels_last_map, landmark_grid, use_onednn
 
 
 def drop_path(input: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
@@ -151,6 +151,12 @@ def add_residual(branch: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     return residual + branch
 
 
+# Inference MLPs on many tokens run in chunks of at most this many intermediate activations (4 MiB of float32, which
+# stay in the L2/L3 cache between fc1 and fc2), and at least this many tokens (so each GEMM stays efficient).
+MLP_CHUNK_ELEMENTS = 1 << 20
+MLP_MIN_CHUNK_ROWS = 256
+
+
 class SoftMlp(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout_prob: float = 0.0):
         super().__init__()
@@ -161,11 +167,23 @@ class SoftMlp(nn.Module):
         self.dropout = nn.Dropout(dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.fc1, SoftLinear):  # fc1 and GELU in one oneDNN kernel where possible
+        if not isinstance(self.fc1, SoftLinear):  # fc1 replaced, e.g. by an adapter
+            return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
+        rows_per_chunk = max(MLP_MIN_CHUNK_ROWS, MLP_CHUNK_ELEMENTS // self.fc1.out_features)
+        if hidden_states.numel() // hidden_states.shape[-1] <= rows_per_chunk or not use_onednn(
+            hidden_states, self.fc1.weight
+        ):
+            # fc1 and GELU in one oneDNN kernel where possible
             hidden_states = self.fc1.forward_with_activation(hidden_states, self.act)
-        else:  # fc1 replaced, e.g. by an adapter
-            hidden_states = self.act(self.fc1(hidden_states))
-        return self.dropout(self.fc2(self.dropout(hidden_states)))
+            return self.dropout(self.fc2(self.dropout(hidden_states)))
+        # Inference on many tokens (high resolution): the MLP acts on each token alone, so it runs on chunks of
+        # tokens whose intermediate activations stay in the cache instead of streaming through memory.
+        tokens = hidden_states.reshape(-1, hidden_states.shape[-1])  # (batch * seq_len, hidden_size)
+        output = tokens.new_empty(tokens.shape[0], self.fc2.out_features)
+        for start in range(0, tokens.shape[0], rows_per_chunk):
+            chunk = self.fc1.forward_with_activation(tokens[start : start + rows_per_chunk], self.act)
+            output[start : start + rows_per_chunk] = self.dropout(self.fc2(self.dropout(chunk)))
+        return output.reshape(*hidden_states.shape[:-1], self.fc2.out_features)
 
 
 class SoftLayer(GradientCheckpointingLayer):
@@ -197,24 +215,44 @@ class SoftLayer(GradientCheckpointingLayer):
 
 
 class SoftSoftmaxAttention(nn.Module):
-    """Ordinary multi-head softmax attention of the last stage (PVT-style, no spatial reduction)."""
+    """Ordinary multi-head softmax attention of the last stage (PVT-style, no spatial reduction).
+
+    With `config.max_landmarks` set, keys and values come from the classification token and the patch-token map
+    average-pooled to at most `max_landmarks` cells (the linear spatial-reduction attention of PVTv2-Li, on the same
+    grid rule as the SOFT landmarks), so this stage, whose cost is otherwise quadratic in the number of tokens, also
+    becomes linear. Maps at or below the bound (7 x 7 at 224 px) are not pooled, so outputs there are unchanged.
+    Pooling the normalised tokens before the key/value projection equals pooling the keys and values (the projection
+    is affine)."""
 
     def __init__(self, config: SoftConfig, hidden_size: int, num_attention_heads: int):
         super().__init__()
         self.num_attention_heads = num_attention_heads
         self.attention_head_size = hidden_size // num_attention_heads
+        self.max_keys = config.max_landmarks
         self.query = SoftLinear(hidden_size, hidden_size, bias=config.qkv_bias)
         self.key_value = SoftLinear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
         self.attention_dropout_prob = config.attention_probs_dropout_prob
         self.proj = SoftLinear(hidden_size, hidden_size)
         self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def key_value_inputs(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The tokens keys and values are computed from: all of them, or with `max_keys` the classification token
+        followed by the pooled patch-token map `(batch, 1 + m, hidden_size)`."""
+        grid = landmark_grid(height, width, self.max_keys)
+        if grid is None:
+            return hidden_states
+        patch_map = channels_last_map(hidden_states[:, 1:], height, width)  # (batch, hidden_size, height, width)
+        pooled = F.adaptive_avg_pool2d(patch_map, grid).flatten(2).transpose(1, 2)  # (batch, m, hidden_size)
+        return torch.cat((hidden_states[:, :1], pooled), dim=1)
+
+    def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch_size, seq_len, hidden_size = hidden_states.shape
         heads, head_size = self.num_attention_heads, self.attention_head_size
         query = self.query(hidden_states).view(batch_size, seq_len, heads, head_size).transpose(1, 2)
-        # (2, batch, heads, seq_len, head_size)
-        key_value = self.key_value(hidden_states).view(batch_size, seq_len, 2, heads, head_size).permute(2, 0, 3, 1, 4)
+        key_value_inputs = self.key_value_inputs(hidden_states, height, width)  # (batch, num_keys, hidden_size)
+        num_keys = key_value_inputs.shape[1]
+        # (2, batch, heads, num_keys, head_size)
+        key_value = self.key_value(key_value_inputs).view(batch_size, num_keys, 2, heads, head_size).permute(2, 0, 3, 1, 4)
         context = F.scaled_dot_product_attention(
             query, key_value[0], key_value[1], dropout_p=self.attention_dropout_prob if self.training else 0.0
         )  # (batch, heads, seq_len, head_size)
@@ -240,7 +278,8 @@ class SoftSoftmaxLayer(GradientCheckpointingLayer):
         )
 
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        hidden_states = hidden_states + self.drop_path(self.attention(self.layernorm_before(hidden_states)))
+        attention_output = self.attention(self.layernorm_before(hidden_states), height, width)
+        hidden_states = hidden_states + self.drop_path(attention_output)
         return hidden_states + self.drop_path(self.mlp(self.layernorm_after(hidden_states)))
 
 
