@@ -5,7 +5,9 @@
 A small SOFT (the layout of the official test model: widths 32-128, depths 1-1-2-1) is trained for a few minutes on a
 Fashion-MNIST subset upsampled to 128 px, where every SOFT stage has the official 4 x 4 = 16 landmarks. The same
 weights are then evaluated on held-out images with the official landmark rule, with the landmark map pooled to at
-most 9, 4 and 1 landmarks, and with `inverse_method="cholesky"`, at the training size and at twice the size (where
+most 9, 4 and 1 landmarks (the bound also pools the keys of the softmax stage 4, whose 4 x 4 token map at 128 px
+is then attended through 3 x 3, 2 x 2 or 1 x 1 pooled keys plus the classification token), and with
+`inverse_method="cholesky"`, at the training size and at twice the size (where
 the official rule gives 64 landmarks per stage and `max_landmarks=16` keeps the training-time count; every variant
 there also suffers from the unseen object scale, so compare rows, not the drop from 128 px).
 

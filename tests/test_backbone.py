@@ -59,10 +59,10 @@ def test_out_features_select_maps_in_stage_order(backbone):
     with torch.no_grad():
         every_map = backbone(pixel_values).feature_maps
         maps = selected(pixel_values, output_hidden_states=True)
+        tuple_output = selected(pixel_values, return_dict=False)
     assert len(maps.feature_maps) == 2
     assert torch.equal(maps.feature_maps[0], every_map[1]) and torch.equal(maps.feature_maps[1], every_map[3])
     assert len(maps.hidden_states) == len(ALL_FEATURES)
-    tuple_output = selected(pixel_values, return_dict=False)
     assert torch.equal(tuple_output[0][1], maps.feature_maps[1])
 
 
@@ -71,11 +71,12 @@ def test_stage4_map_is_the_models_patch_tokens_without_cls(backbone, classifier)
     base: SoftModel = classifier.soft
     pixel_values = torch.randn(2, 3, 100, 70)
     with torch.no_grad():
-        stage4 = backbone(pixel_values).feature_maps[-1]  # (batch, channels, h, w)
+        feature_maps = backbone(pixel_values).feature_maps
         model_outputs = base(pixel_values, output_hidden_states=True)
-    tokens = stage4.flatten(2).transpose(1, 2)  # (batch, h * w, channels)
-    torch.testing.assert_close(base.layernorm(tokens), model_outputs.last_hidden_state[:, 1:], rtol=0, atol=1e-6)
-    for feature_map, hidden_state in zip(backbone(pixel_values).feature_maps, model_outputs.hidden_states):
+        tokens = feature_maps[-1].flatten(2).transpose(1, 2)  # stage 4 (batch, channels, h, w) -> (batch, h * w, channels)
+        normalised = base.layernorm(tokens)
+    torch.testing.assert_close(normalised, model_outputs.last_hidden_state[:, 1:], rtol=0, atol=1e-6)
+    for feature_map, hidden_state in zip(feature_maps, model_outputs.hidden_states):
         torch.testing.assert_close(feature_map, hidden_state, rtol=0, atol=0)
 
 
