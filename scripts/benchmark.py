@@ -67,7 +67,7 @@ if str(REPO_ROOT) not in sys.path:
 from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
 from soft_hf.soft_attention import (  # noqa: E402
     SoftSelfAttention,
-    cholesky_solve_spd,
+    cholesky_inverse_spd,
     gaussian_kernel,
     newton_inverse,
     use_onednn,
@@ -604,14 +604,13 @@ def run_inverse_section(settings: Settings, landmark_counts: list[int], iteratio
         for iterations in iteration_counts:
             inverse = newton_inverse(matrix, iterations, ridge, adaptive=False).double().cpu()
             cell["newton_relative_error"][str(iterations)] = ((inverse - exact).norm() / exact.norm()).item()
-        eye32 = torch.eye(size, device=settings.device).expand(num_matrices, size, size)
-        cholesky_inverse = cholesky_solve_spd(matrix, eye32, ridge).double().cpu()
+        cholesky_inverse = cholesky_inverse_spd(matrix, ridge).double().cpu()
         cell["cholesky_relative_error"] = ((cholesky_inverse - exact).norm() / exact.norm()).item()
         rhs = torch.randn(num_matrices, size, rhs_width, device=settings.device)
         system = matrix + ridge * torch.eye(size, device=settings.device)
         runs = {
             "newton_20": lambda: newton_inverse(matrix, 20, ridge, adaptive=False) @ rhs,
-            "cholesky": lambda: cholesky_solve_spd(matrix, rhs, ridge),
+            "cholesky": lambda: cholesky_inverse_spd(matrix, ridge) @ rhs,
             "linalg_inv": lambda: torch.linalg.inv(system) @ rhs,
         }
         budget = settings.cell_budget_s / 2

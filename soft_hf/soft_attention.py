@@ -35,6 +35,9 @@ CHOLESKY_MIN_RIDGE = 1e-4
 # official models are trained with at 224 px, and any bounded `max_landmarks` up to 8 x 8) and solves larger systems
 # exactly with Cholesky, where 20 Newton steps cost 40 m^3 flops per matrix and no longer converge.
 AUTO_NEWTON_MAX_LANDMARKS = 64
+# The attention runs image by image in chunks whose query kernels K1 take about this many bytes (L2-cache sized):
+# the large N x m kernel then never travels through main memory, and its buffer is reused between chunks.
+ATTENTION_CHUNK_BYTES = 1 << 21
 INVERSE_METHODS = ("newton", "cholesky", "auto")
 
 # gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x^3)
@@ -146,8 +149,8 @@ def use_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
     whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set (AVX-512 on
     Zen 4/5) and ran 2.3x faster on the benchmark machine (`scripts/benchmark.py`, section "matmul"), and it applies
     a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel. Everything else (autograd,
-    half precision, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`) runs the ordinary
-    PyTorch modules."""
+    half precision, autocast, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`) runs the
+    ordinary PyTorch modules."""
     return (
         ONEDNN_AVAILABLE
         and torch.backends.mkldnn.enabled
@@ -156,6 +159,7 @@ def use_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
         and inputs.device.type == "cpu"
         and weight.device.type == "cpu"
         and not (torch.is_grad_enabled() and (inputs.requires_grad or weight.requires_grad))
+        and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
@@ -200,31 +204,30 @@ def autocast_disabled(device_type: str):
 def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale: float = 1.0) -> torch.Tensor:
     """Gaussian kernel of Eq. (3), k(a, b) = exp(-||a - b||^2 / 2), between `query_scale * queries` and `landmarks`.
 
-    The exponent -||s q - l||^2 / 2 = s q.l - s^2 ||q||^2 / 2 - ||l||^2 / 2 comes from one batched matmul (`baddbmm`)
-    and is clamped at zero, since rounding can make it slightly positive and the kernel would then exceed 1. Folding
-    the query scale (d^-1/4 in SOFT) into the matmul saves a pass over the queries.
+    The exponent -||s q - l||^2 / 2 = s q.l - s^2 ||q||^2 / 2 - ||l||^2 / 2 is one batched matmul of augmented
+    vectors, [q, -s^2 ||q||^2 / 2, 1] . [s l, 1, -||l||^2 / 2], so neither norm term needs a pass over the
+    `num_queries x num_landmarks` result, and building the augmented queries is the only copy of the queries (a
+    strided per-head view of a projection is read in place). The exponent is clamped at zero, since rounding can
+    make it slightly positive and the kernel would then exceed 1.
 
     Args:
-        queries: `(..., num_queries, head_dim)`.
+        queries: `(..., num_queries, head_dim)`, any strides.
         landmarks: `(..., num_landmarks, head_dim)`.
         query_scale: factor s applied to the queries.
 
     Returns:
-        `(..., num_queries, num_landmarks)`.
+        `(..., num_queries, num_landmarks)`, contiguous.
     """
-    batch_shape = queries.shape[:-2]
-    queries_3d = queries.reshape(-1, *queries.shape[-2:])  # (batch, num_queries, head_dim)
-    landmarks_3d = landmarks.reshape(-1, *landmarks.shape[-2:])  # (batch, num_landmarks, head_dim)
-    # squared norms without a full-size temporary: -||l||^2 / 2 (batch, 1, num_landmarks), -s^2 ||q||^2 / 2 (batch, n, 1)
-    landmark_terms = torch.linalg.vector_norm(landmarks_3d, dim=-1).square().mul(-0.5).unsqueeze(-2)
-    query_terms = torch.linalg.vector_norm(queries_3d, dim=-1, keepdim=True).square().mul(-0.5 * query_scale**2)
-    # s q.l - ||l||^2 / 2: (batch, num_queries, num_landmarks)
-    exponent = torch.baddbmm(landmark_terms, queries_3d, landmarks_3d.transpose(-1, -2), alpha=query_scale)
+    # -s^2 ||q||^2 / 2: (..., num_queries, 1);  -||l||^2 / 2: (..., num_landmarks, 1)
+    query_terms = torch.linalg.vector_norm(queries, dim=-1, keepdim=True).square().mul(-0.5 * query_scale**2)
+    landmark_terms = torch.linalg.vector_norm(landmarks, dim=-1, keepdim=True).square().mul(-0.5)
+    augmented_queries = torch.cat((queries, query_terms, torch.ones_like(query_terms)), dim=-1)  # (..., n, d + 2)
+    scaled_landmarks = landmarks * query_scale if query_scale != 1.0 else landmarks
+    augmented_landmarks = torch.cat((scaled_landmarks, torch.ones_like(landmark_terms), landmark_terms), dim=-1)
+    exponent = torch.matmul(augmented_queries, augmented_landmarks.transpose(-1, -2))  # (..., n, m)
     if torch.is_grad_enabled() and (queries.requires_grad or landmarks.requires_grad):
-        kernel = torch.exp((exponent + query_terms).clamp_max(0.0))
-    else:  # inference: reuse the matmul's buffer
-        kernel = exponent.add_(query_terms).clamp_max_(0.0).exp_()
-    return kernel.reshape(*batch_shape, *kernel.shape[-2:])
+        return torch.exp(exponent.clamp_max(0.0))
+    return exponent.clamp_max_(0.0).exp_()  # inference: reuse the matmul's buffer
 
 
 def newton_initial_step(matrix: torch.Tensor, adaptive: bool) -> torch.Tensor:
@@ -318,18 +321,18 @@ def channels_last_map(tokens: torch.Tensor, height: int, width: int) -> torch.Te
     return tokens.reshape(batch_size, height, width, channels).permute(0, 3, 1, 2)
 
 
-def cholesky_solve_spd(matrix: torch.Tensor, right_hand_side: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Exact solution of (A + ridge I) X = rhs for symmetric positive (semi-)definite A `(..., m, m)` by a Cholesky
-    factorisation: m^3 / 3 flops per matrix instead of 40 m^3 for 20 Newton steps, and differentiable by autograd.
-    A ridge below `CHOLESKY_MIN_RIDGE` is raised to it; matrices that still fail to factorise (rounding can make
-    an almost singular kernel matrix slightly indefinite) are solved by LU instead."""
+def cholesky_inverse_spd(matrix: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Exact inverse of A + ridge I for symmetric positive (semi-)definite A `(..., m, m)` from a Cholesky
+    factorisation: about m^3 flops per matrix instead of 40 m^3 for 20 Newton steps, and differentiable by autograd.
+    A ridge below `CHOLESKY_MIN_RIDGE` is raised to it; if any matrix still fails to factorise (rounding can make an
+    almost singular kernel matrix slightly indefinite), the batch is inverted by LU instead."""
     size = matrix.shape[-1]
     ridge = max(ridge, CHOLESKY_MIN_RIDGE)
     system = matrix + ridge * torch.eye(size, dtype=matrix.dtype, device=matrix.device)  # (..., m, m)
     factor, info = torch.linalg.cholesky_ex(system)
     if not torch.compiler.is_compiling() and info.device.type != "meta" and bool(info.any()):
-        return torch.linalg.solve(system, right_hand_side)
-    return torch.cholesky_solve(right_hand_side, factor)
+        return torch.linalg.inv(system)
+    return torch.cholesky_inverse(factor)
 
 
 def resolve_inverse_method(inverse_method: str, num_landmarks: int) -> str:
@@ -418,14 +421,19 @@ class SoftSelfAttention(nn.Module):
         landmarks = self.landmark_act(self.landmark_norm(landmarks.transpose(1, 2)))
         return ContiguousGradient.apply(landmarks) if torch.compiler.is_compiling() else landmarks
 
-    def solve_landmark_system(self, landmark_kernel: torch.Tensor, right_hand_side: torch.Tensor) -> torch.Tensor:
-        """A^+ @ rhs for `(..., m, m)` and `(..., m, head_size)` (with the configured ridge)."""
+    def landmark_operator(self, landmark_kernel: torch.Tensor) -> torch.Tensor:
+        """The `(..., m, m)` matrix W of the landmark system, mixed = W (K1^T V): A^+ by Newton-Raphson (Eq. (8)) or
+        the exact inverse of A + ridge I (Cholesky), and for SOFT-Norm D^-1/2 A^+ D^-1/2 with D = diag(A 1)."""
         if resolve_inverse_method(self.inverse_method, landmark_kernel.shape[-1]) == "cholesky":
-            return cholesky_solve_spd(landmark_kernel, right_hand_side, self.ridge)
-        inverse = newton_inverse(
-            landmark_kernel, self.num_iterations, self.ridge, adaptive=self.symmetric_normalization
-        )  # (..., m, m)
-        return inverse @ right_hand_side
+            operator = cholesky_inverse_spd(landmark_kernel, self.ridge)
+        else:
+            operator = newton_inverse(
+                landmark_kernel, self.num_iterations, self.ridge, adaptive=self.symmetric_normalization
+            )
+        if self.symmetric_normalization:
+            inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (..., m, 1)
+            operator = inverse_sqrt_degree * operator * inverse_sqrt_degree.transpose(-1, -2)
+        return operator
 
     def skip_connection(self, value_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Depthwise skip convolution on V with one k x k filter per head, shared by the head's channels: the same
@@ -437,6 +445,17 @@ class SoftSelfAttention(nn.Module):
         skip = F.conv2d(value_map, weight, padding=self.skip_conv.padding, groups=hidden_size)  # (b, C, H, W)
         return skip.permute(0, 2, 3, 1).reshape(batch_size, seq_len, hidden_size)  # a view when channels-last
 
+    def images_per_chunk(self, inputs: torch.Tensor, num_landmarks: int) -> int:
+        """On the CPU, the number of images (of `inputs`, `(batch, seq_len, hidden_size)`) whose query kernels K1
+        `(heads, seq_len, m)` together fill about `ATTENTION_CHUNK_BYTES`; elsewhere (GPUs, `torch.compile`) the
+        whole batch at once."""
+        batch_size, seq_len, _ = inputs.shape
+        if inputs.device.type != "cpu" or torch.compiler.is_compiling():
+            return batch_size
+        element_size = torch.finfo(compute_dtype_for(inputs.dtype)).bits // 8
+        bytes_per_image = self.num_attention_heads * seq_len * num_landmarks * element_size
+        return max(1, min(batch_size, ATTENTION_CHUNK_BYTES // bytes_per_image))
+
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch_size, seq_len, _ = hidden_states.shape
         num_heads, head_size = self.num_attention_heads, self.attention_head_size
@@ -444,32 +463,38 @@ class SoftSelfAttention(nn.Module):
         value_states = self.value(hidden_states)  # (batch, seq_len, hidden_size)
         landmarks = self.compute_landmarks(query_states, height, width)  # (batch, heads, m, head_size)
         num_landmarks = landmarks.shape[-2]
+        skip = self.skip_connection(value_states, height, width)  # (batch, seq_len, hidden_size)
 
         island_dtype = compute_dtype_for(query_states.dtype)
         with autocast_disabled(hidden_states.device.type):
-            # (batch * heads, seq_len, head_size): one copy each (none for a single head)
+            landmarks = landmarks.to(island_dtype)
+            # A = k(Q~, Q~) and its operator W (A^+, or D^-1/2 A^+ D^-1/2): (batch, heads, m, m), depends only on Q~
+            operator = self.landmark_operator(gaussian_kernel(landmarks, landmarks))
+            # per-head views (batch, heads, seq_len, head_size) of the projections
             query = query_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
-            query = query.reshape(batch_size * num_heads, seq_len, head_size)
             value = value_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
-            value = value.reshape(batch_size * num_heads, seq_len, head_size)
-            landmarks_c = landmarks.to(island_dtype).reshape(batch_size * num_heads, num_landmarks, head_size)
-            # K1 = k(Q / d^(1/4), Q~): (batch * heads, seq_len, m);  A = k(Q~, Q~): (batch * heads, m, m)
-            query_kernel = gaussian_kernel(query, landmarks_c, query_scale=self.query_scale)
-            landmark_kernel = gaussian_kernel(landmarks_c, landmarks_c)
-            projected = torch.bmm(query_kernel.transpose(1, 2), value)  # K1^T V: (batch * heads, m, head_size)
-            if self.symmetric_normalization:
-                inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (batch * heads, m, 1)
-                projected = inverse_sqrt_degree * projected
-            mixed = self.solve_landmark_system(landmark_kernel, projected)  # (batch * heads, m, head_size)
-            if self.symmetric_normalization:
-                mixed = inverse_sqrt_degree * mixed
-            context = torch.bmm(query_kernel, mixed)  # (batch * heads, seq_len, head_size)
-
-        skip = self.skip_connection(value_states, height, width)  # (batch, seq_len, hidden_size)
-        # heads back to channels, added to the skip branch in one pass: (batch, seq_len, heads, head_size)
-        context = context.to(skip.dtype).reshape(batch_size, num_heads, seq_len, head_size).transpose(1, 2)
-        context = skip.view(batch_size, seq_len, num_heads, head_size).add_(context)
-        return self.output(context.reshape(batch_size, seq_len, self.hidden_size))
+            in_place = not torch.is_grad_enabled() or not (skip.requires_grad or query.requires_grad)
+            contexts = []
+            # On the CPU, images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses): one
+            # chunk for small maps, one image at a time for large ones. No result depends on the chunking.
+            step = self.images_per_chunk(query_states, num_landmarks)
+            for start in range(0, batch_size, step):
+                chunk = slice(start, start + step)
+                # K1 = k(Q / d^(1/4), Q~): (images, heads, seq_len, m), reading Q in place
+                query_kernel = gaussian_kernel(query[chunk], landmarks[chunk], query_scale=self.query_scale)
+                projected = query_kernel.transpose(-1, -2) @ value[chunk]  # K1^T V: (images, heads, m, head_size)
+                mixed = operator[chunk] @ projected  # (images, heads, m, head_size)
+                context = query_kernel @ mixed  # (images, heads, seq_len, head_size)
+                # heads back to channels: (images, seq_len, heads, head_size)
+                context = context.to(skip.dtype).transpose(1, 2)
+                if in_place:  # inference: add into the skip branch's buffer
+                    skip[chunk].view(-1, seq_len, num_heads, head_size).add_(context)
+                else:
+                    contexts.append(context)
+            if not in_place:
+                context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)
+                skip = skip.view(batch_size, seq_len, num_heads, head_size) + context
+        return self.output(skip.reshape(batch_size, seq_len, self.hidden_size))
 
 
 def landmark_counts(model: nn.Module, pixel_values: torch.Tensor) -> list[int]:
@@ -500,7 +525,7 @@ __all__ = [
     "TanhGELUFunction",
     "tanh_gelu_inplace",
     "activation_for",
-    "cholesky_solve_spd",
+    "cholesky_inverse_spd",
     "gaussian_kernel",
     "landmark_grid",
     "newton_inverse",

@@ -25,7 +25,7 @@ from soft_hf.soft_attention import (
     SoftLinear,
     SoftSelfAttention,
     TanhGELUFunction,
-    cholesky_solve_spd,
+    cholesky_inverse_spd,
     gaussian_kernel,
     landmark_counts,
     landmark_grid,
@@ -113,6 +113,9 @@ def test_onednn_is_used_only_for_float32_cpu_inference():
         assert not use_onednn(inputs.bfloat16(), weight.bfloat16())
         with torch.backends.mkldnn.flags(enabled=False):
             assert not use_onednn(inputs, weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps its lower-precision linear layers
+            assert not use_onednn(inputs, weight)
+            assert SoftLinear(3, 4)(inputs).dtype == torch.bfloat16
 
 
 @needs_onednn
@@ -193,6 +196,32 @@ def test_model_inference_on_onednn_matches_pytorch_kernels():
     torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("normalization", ["none", "symmetric"])
+def test_attention_chunked_over_images_matches_the_whole_batch(monkeypatch, normalization):
+    """On the CPU the attention runs image chunks of about ATTENTION_CHUNK_BYTES of K1; any chunking gives the same
+    outputs and gradients (float64, one image per chunk vs the whole batch)."""
+    import soft_hf.soft_attention as soft_attention
+
+    model = tiny_model(torch.float64, normalization=normalization)
+    attention = model.soft.encoder.stages[0].layers[0].attention
+    pixel_values = torch.randn(3, 3, 64, 48, dtype=torch.float64)
+    monkeypatch.setattr(soft_attention, "ATTENTION_CHUNK_BYTES", 1)  # one image per chunk
+    assert attention.images_per_chunk(torch.zeros(3, 12 * 16, 8, dtype=torch.float64), 4) == 1
+    chunked = model(pixel_values).logits
+    chunked.sum().backward()
+    chunked_grads = [parameter.grad.clone() for parameter in model.parameters()]
+    model.zero_grad()
+    monkeypatch.setattr(soft_attention, "ATTENTION_CHUNK_BYTES", 1 << 40)  # the whole batch
+    assert attention.images_per_chunk(torch.zeros(3, 12 * 16, 8, dtype=torch.float64), 4) == 3
+    whole = model(pixel_values).logits
+    whole.sum().backward()
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+    for chunked_grad, parameter in zip(chunked_grads, model.parameters()):
+        torch.testing.assert_close(chunked_grad, parameter.grad, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # the in-place inference path
+        torch.testing.assert_close(model(pixel_values).logits, whole.detach(), rtol=0, atol=1e-12)
+
+
 # --- kernel and landmark system ------------------------------------------------------------------------------------
 
 
@@ -207,18 +236,16 @@ def test_gaussian_kernel_query_scale_is_folded_exactly():
     torch.testing.assert_close(with_grad.detach(), expected, rtol=1e-12, atol=1e-13)
 
 
-def test_cholesky_solve_matches_exact_solve_and_falls_back_on_indefinite():
+def test_cholesky_inverse_matches_exact_inverse_and_falls_back_on_indefinite():
     generator = torch.Generator().manual_seed(0)
     points = torch.randn(4, 30, 8, generator=generator, dtype=torch.float64)
     kernel = gaussian_kernel(points, points)
-    rhs = torch.randn(4, 30, 5, generator=generator, dtype=torch.float64)
-    expected = torch.linalg.solve(kernel + 0.01 * torch.eye(30, dtype=torch.float64), rhs)
-    torch.testing.assert_close(cholesky_solve_spd(kernel, rhs, 0.01), expected, rtol=1e-10, atol=1e-10)
-    # a symmetric indefinite matrix: Cholesky fails, LU solves it
+    expected = torch.linalg.inv(kernel + 0.01 * torch.eye(30, dtype=torch.float64))
+    torch.testing.assert_close(cholesky_inverse_spd(kernel, 0.01), expected, rtol=1e-10, atol=1e-10)
+    # a symmetric indefinite matrix: Cholesky fails, LU inverts it
     indefinite = torch.diag(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
-    solution = cholesky_solve_spd(indefinite, torch.ones(3, 1, dtype=torch.float64), 0.0)
-    expected = torch.linalg.solve(indefinite + 1e-4 * torch.eye(3, dtype=torch.float64), torch.ones(3, 1, dtype=torch.float64))
-    torch.testing.assert_close(solution, expected)
+    expected = torch.linalg.inv(indefinite + 1e-4 * torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(cholesky_inverse_spd(indefinite, 0.0), expected)
 
 
 def test_cholesky_and_newton_models_agree_where_newton_converges():
