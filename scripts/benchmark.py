@@ -268,6 +268,7 @@ def time_side_by_side(
     machine hit every variant alike). A variant stops early once its measured time exceeds `budget_s`. The first
     (warm-up) call of each is not counted."""
     samples = {name: [] for name in runs}
+    faults = {name: [] for name in runs}  # minor page faults per call (fresh memory the allocator had to map)
     warmup = {}
     for name, run in runs.items():
         synchronize(device)
@@ -282,10 +283,12 @@ def time_side_by_side(
     for _ in range(repeats):
         for name in list(active):
             synchronize(device)
+            faults_before = minor_page_faults()
             start = time.perf_counter()
             runs[name]()
             synchronize(device)
             samples[name].append(time.perf_counter() - start)
+            faults[name].append(minor_page_faults() - faults_before)
             if sum(samples[name]) + samples[name][-1] > budget_s:
                 active.remove(name)
         if not active:
@@ -296,9 +299,15 @@ def time_side_by_side(
             "min_s": min(values),
             "samples_s": [round(value, 6) for value in values],
             "warmup_s": round(warmup[name], 6),
+            "minor_page_faults_median": statistics.median(faults[name]) if faults[name] else None,
         }
         for name, values in samples.items()
     }
+
+
+def minor_page_faults() -> int:
+    """Minor page faults of this process so far (each is a fresh 4 KiB or 2 MiB page the kernel had to zero)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 class LargestTensorMode(TorchDispatchMode):
@@ -692,6 +701,8 @@ def print_cells(title: str, cells: dict, labels: dict, per: str, count: int) -> 
             line += f"  {count / cell['median_s']:8.2f} images/s"
         else:
             line += f"  {cell['median_s'] / count * 1e9:9.1f} ns/token"
+        if cell.get("minor_page_faults_median") is not None:
+            line += f"  {cell['minor_page_faults_median']:8.0f} faults"
         memory = cell.get("memory", {})
         if "peak_bytes" in memory:
             line += f"  peak {memory['peak_bytes'] / 2**20:9.1f} MiB"
@@ -907,6 +918,7 @@ def environment(settings: Settings) -> dict:
         "dtype": str(settings.dtype).replace("torch.", ""),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", ""),
+        "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", ""),
     }
     try:
         import transformers
