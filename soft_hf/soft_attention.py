@@ -446,11 +446,12 @@ class SoftSelfAttention(nn.Module):
         return skip.permute(0, 2, 3, 1).reshape(batch_size, seq_len, hidden_size)  # a view when channels-last
 
     def images_per_chunk(self, inputs: torch.Tensor, num_landmarks: int) -> int:
-        """On the CPU, the number of images (of `inputs`, `(batch, seq_len, hidden_size)`) whose query kernels K1
-        `(heads, seq_len, m)` together fill about `ATTENTION_CHUNK_BYTES`; elsewhere (GPUs, `torch.compile`) the
-        whole batch at once."""
+        """For CPU inference, the number of images (of `inputs`, `(batch, seq_len, hidden_size)`) whose query kernels
+        K1 `(heads, seq_len, m)` together fill about `ATTENTION_CHUNK_BYTES`; otherwise the whole batch at once
+        (autograd keeps every K1 for the backward pass, so chunks would not stay in the cache; GPUs; `torch.compile`)."""
         batch_size, seq_len, _ = inputs.shape
-        if inputs.device.type != "cpu" or torch.compiler.is_compiling():
+        needs_grad = torch.is_grad_enabled() and inputs.requires_grad
+        if inputs.device.type != "cpu" or torch.compiler.is_compiling() or needs_grad:
             return batch_size
         element_size = torch.finfo(compute_dtype_for(inputs.dtype)).bits // 8
         bytes_per_image = self.num_attention_heads * seq_len * num_landmarks * element_size
@@ -475,8 +476,8 @@ class SoftSelfAttention(nn.Module):
             value = value_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
             in_place = not torch.is_grad_enabled() or not (skip.requires_grad or query.requires_grad)
             contexts = []
-            # On the CPU, images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses): one
-            # chunk for small maps, one image at a time for large ones. No result depends on the chunking.
+            # CPU inference: images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses):
+            # one chunk for small maps, one image at a time for large ones. No result depends on the chunking.
             step = self.images_per_chunk(query_states, num_landmarks)
             for start in range(0, batch_size, step):
                 chunk = slice(start, start + step)
