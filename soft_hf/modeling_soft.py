@@ -166,22 +166,32 @@ class SoftMlp(nn.Module):
         self.fc2 = SoftLinear(intermediate_size, hidden_size)
         self.dropout = nn.Dropout(dropout_prob)
 
+    def fc1_activation(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """act(fc1(x)), as one oneDNN kernel where possible (fc1 may have been replaced, e.g. by an adapter)."""
+        if isinstance(self.fc1, SoftLinear):
+            return self.fc1.forward_with_activation(hidden_states, self.act)
+        return self.act(self.fc1(hidden_states))
+
+    def rows_per_chunk(self) -> int:
+        """Tokens per chunk of the chunked inference MLP (see `MLP_CHUNK_ELEMENTS`)."""
+        return max(MLP_MIN_CHUNK_ROWS, MLP_CHUNK_ELEMENTS // self.fc1.out_features)
+
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not isinstance(self.fc1, SoftLinear):  # fc1 replaced, e.g. by an adapter
-            return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
-        rows_per_chunk = max(MLP_MIN_CHUNK_ROWS, MLP_CHUNK_ELEMENTS // self.fc1.out_features)
-        if hidden_states.numel() // hidden_states.shape[-1] <= rows_per_chunk or not use_onednn(
-            hidden_states, self.fc1.weight
-        ):
-            # fc1 and GELU in one oneDNN kernel where possible
-            hidden_states = self.fc1.forward_with_activation(hidden_states, self.act)
-            return self.dropout(self.fc2(self.dropout(hidden_states)))
+        chunked = (
+            isinstance(self.fc1, SoftLinear)
+            and isinstance(self.fc2, SoftLinear)
+            and hidden_states.numel() // hidden_states.shape[-1] > self.rows_per_chunk()
+            and use_onednn(hidden_states, self.fc1.weight)
+        )
+        if not chunked:
+            return self.dropout(self.fc2(self.dropout(self.fc1_activation(hidden_states))))
         # Inference on many tokens (high resolution): the MLP acts on each token alone, so it runs on chunks of
         # tokens whose intermediate activations stay in the cache instead of streaming through memory.
+        rows_per_chunk = self.rows_per_chunk()
         tokens = hidden_states.reshape(-1, hidden_states.shape[-1])  # (batch * seq_len, hidden_size)
         output = tokens.new_empty(tokens.shape[0], self.fc2.out_features)
         for start in range(0, tokens.shape[0], rows_per_chunk):
-            chunk = self.fc1.forward_with_activation(tokens[start : start + rows_per_chunk], self.act)
+            chunk = self.fc1_activation(tokens[start : start + rows_per_chunk])
             output[start : start + rows_per_chunk] = self.dropout(self.fc2(self.dropout(chunk)))
         return output.reshape(*hidden_states.shape[:-1], self.fc2.out_features)
 
