@@ -219,6 +219,25 @@ def test_attention_chunked_over_images_matches_the_whole_batch(monkeypatch, norm
     torch.testing.assert_close(unchunked, whole.detach(), rtol=0, atol=1e-12)
 
 
+@needs_onednn
+def test_chunked_inference_mlp_matches_the_unchunked_mlp(monkeypatch):
+    """Float32 CPU inference on many tokens runs the MLP in token chunks (3 chunks of 256 rows here, one partial);
+    the result equals the one-shot MLP."""
+    import soft_hf.modeling_soft as modeling_soft
+
+    torch.manual_seed(0)
+    mlp = modeling_soft.SoftMlp(16, 64, "gelu_pytorch_tanh").eval()
+    hidden_states = torch.randn(2, 300, 16)
+    with torch.no_grad():
+        whole = mlp(hidden_states)  # 600 tokens <= 2^20 / 64 rows: one shot
+        monkeypatch.setattr(modeling_soft, "MLP_CHUNK_ELEMENTS", 256 * 64)
+        assert mlp.rows_per_chunk() == 256
+        calls = onednn_op_calls(lambda: mlp(hidden_states))
+        chunked = mlp(hidden_states)
+    assert calls == {"mkldnn::_linear_pointwise": 2 * 3}  # fc1 and fc2 for each of 3 chunks
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+
+
 # --- kernel and landmark system ------------------------------------------------------------------------------------
 
 
