@@ -230,39 +230,59 @@ def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale:
     return exponent.clamp_max_(0.0).exp_()  # inference: reuse the matmul's buffer
 
 
-def newton_initial_step(matrix: torch.Tensor, adaptive: bool) -> torch.Tensor:
-    """Step size alpha of the Newton-Raphson initialisation V0 = alpha * A (per matrix, shape `(..., 1, 1)`).
+def _reduce_over_scope(values: torch.Tensor, scope: str, reduce) -> torch.Tensor:
+    """Reduce per-matrix `values` `(batch, ..., 1, 1)` over the matrices that share one step size: none ("head"),
+    all but the batch dimension ("image"), or all ("batch"); the result keeps the dimensions for broadcasting."""
+    if scope == "head" or values.dim() <= 2:
+        return values
+    dims = tuple(range(values.dim() - 2)) if scope == "batch" else tuple(range(1, values.dim() - 2))
+    return reduce(values, dim=dims, keepdim=True) if dims else values
+
+
+def newton_initial_step(matrix: torch.Tensor, adaptive: bool, scope: str = "head") -> torch.Tensor:
+    """Step size alpha of the Newton-Raphson initialisation V0 = alpha * A (Eq. (8)), shape `(..., 1, 1)`.
 
     Plain SOFT (official `newton_inv`): alpha = 0.9 * 2 / ||A||_1^2 with ||A||_1 the largest row sum.
-    SOFT-Norm (official `newton_inv` of the Norm kernel): alpha = 2 / ||A||_1^2, halved while the column-sum norm
-    of I - A V0 exceeds 1.01, at most 10 times. The official code takes one alpha for the whole batch, so an image's
-    output depends on its neighbours; here every (image, head) matrix gets its own alpha, with a fixed number of
-    vectorised checks instead of a device-synchronising while loop.
+    SOFT-Norm (official `newton_inv` of the Norm kernel): alpha = 2 / ||A||_1^2, halved while the largest column sum
+    of |I - A V0| exceeds 1.01, at most 10 times.
+
+    `scope` says which matrices of `matrix` `(batch, heads, m, m)` share one alpha: `"head"` each (image, head) its
+    own (the official plain rule), `"image"` the heads of one image (the official Norm rule for a batch of one),
+    `"batch"` all of them (the official Norm code, whose outputs then depend on the batch). A shared alpha takes the
+    largest row sum of the group and is halved while any matrix of the group fails the test, like the official
+    while loop, here as a fixed number of vectorised checks with no device synchronisation. The halving decisions are
+    not differentiable; alpha is, through the row sum (as in the official unrolled SOFT-Norm backward).
     """
     # ||A||_inf bounds the spectral radius; for the Gaussian kernel (all entries positive) it is the official
     # "max row sum", and taking absolute values keeps the iteration convergent for any symmetric matrix.
-    max_row_sum = matrix.abs().sum(-1).amax(-1)[..., None, None]  # (..., 1, 1)
+    max_row_sum = _reduce_over_scope(matrix.abs().sum(-1).amax(-1)[..., None, None], scope, torch.amax)  # (.., 1, 1)
     if not adaptive:
         return 0.9 * 2.0 / max_row_sum.square()
     alpha = 2.0 / max_row_sum.square()
-    identity = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
-    matrix_squared = matrix @ matrix  # (..., m, m); A V0 = alpha * A^2
-    for _ in range(MAX_STEP_HALVINGS):
-        residual_norm = (identity - alpha * matrix_squared).abs().sum(-2).amax(-1)[..., None, None]
-        alpha = torch.where(residual_norm > 1.01, alpha * 0.5, alpha)
-    return alpha
+    with torch.no_grad():
+        identity = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+        matrix_squared = matrix @ matrix  # (..., m, m); A V0 = alpha * A^2
+        step = alpha.detach()
+        for _ in range(MAX_STEP_HALVINGS):
+            residual_norm = (identity - step * matrix_squared).abs().sum(-2).amax(-1)[..., None, None]
+            halve = _reduce_over_scope(residual_norm > 1.01, scope, torch.any)
+            step = torch.where(halve, step * 0.5, step)
+        halvings = step / alpha.detach()  # 2^-k, exact in floating point
+    return alpha * halvings
 
 
-def newton_schulz_inverse(matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool) -> torch.Tensor:
+def newton_schulz_inverse(
+    matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool, step_scope: str = "head"
+) -> torch.Tensor:
     """Moore-Penrose inverse of `matrix + ridge * I` by the Newton-Raphson iteration of Eq. (8):
     V_{k+1} = 2 V_k - V_k P V_k, V_0 = alpha * P.
 
-    The step size is computed from `matrix` without the ridge, as the official code does. `matrix` has shape
-    `(..., m, m)`; the iteration runs on a flattened batch so each step is two batched matmuls, the second fused
-    with the update (`baddbmm`).
+    The step size is computed from `matrix` without the ridge, as the official code does (`newton_initial_step`).
+    `matrix` has shape `(..., m, m)`; the iteration runs on a flattened batch so each step is two batched matmuls,
+    the second fused with the update (`baddbmm`). Differentiable by autograd (the unrolled backward).
     """
     size = matrix.shape[-1]
-    alpha = newton_initial_step(matrix, adaptive)  # (..., 1, 1)
+    alpha = newton_initial_step(matrix, adaptive, step_scope)  # (..., 1, 1)
     system = matrix
     if ridge:
         system = matrix + ridge * torch.eye(size, dtype=matrix.dtype, device=matrix.device)
@@ -279,9 +299,11 @@ class SoftNewtonInverse(torch.autograd.Function):
     inverse, dL/dA = -A^-T (dL/dA^+) A^-T, applied once (Sec. 3.2: the iteration is not differentiated)."""
 
     @staticmethod
-    def forward(ctx, matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool) -> torch.Tensor:
+    def forward(
+        ctx, matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool, step_scope: str
+    ) -> torch.Tensor:
         # Function.forward already runs without recording a graph.
-        inverse = newton_schulz_inverse(matrix, num_iterations, ridge, adaptive)
+        inverse = newton_schulz_inverse(matrix, num_iterations, ridge, adaptive, step_scope)
         ctx.save_for_backward(inverse)
         return inverse
 
@@ -290,14 +312,34 @@ class SoftNewtonInverse(torch.autograd.Function):
         (inverse,) = ctx.saved_tensors
         inverse_transposed = inverse.transpose(-1, -2)
         grad_matrix = -(inverse_transposed @ grad_inverse @ inverse_transposed)
-        return grad_matrix, None, None, None
+        return grad_matrix, None, None, None, None
 
 
-def newton_inverse(matrix: torch.Tensor, num_iterations: int = 20, ridge: float = 0.0, adaptive: bool = True):
-    """Differentiable Newton-Raphson pseudo-inverse of a batch of square matrices `(..., m, m)`."""
+NEWTON_BACKWARDS = ("analytic", "unrolled")
+
+
+def newton_inverse(
+    matrix: torch.Tensor,
+    num_iterations: int = 20,
+    ridge: float = 0.0,
+    adaptive: bool = True,
+    step_scope: str = "head",
+    backward: str = "analytic",
+) -> torch.Tensor:
+    """Differentiable Newton-Raphson pseudo-inverse of a batch of square matrices `(batch, ..., m, m)`.
+
+    Args:
+        num_iterations, ridge, adaptive, step_scope: see `newton_schulz_inverse` and `newton_initial_step`.
+        backward: `"analytic"`, the once-only inverse gradient of `SoftNewtonInverse` (memory O(m^2) per matrix);
+            `"unrolled"`, autograd through alpha and every step (keeps 2 m x m matrices per step).
+    """
     if matrix.shape[-1] != matrix.shape[-2]:
         raise ValueError(f"newton_inverse expects square matrices, got shape {tuple(matrix.shape)}.")
-    return SoftNewtonInverse.apply(matrix, num_iterations, ridge, adaptive)
+    if backward not in NEWTON_BACKWARDS:
+        raise ValueError(f"`backward` must be one of {NEWTON_BACKWARDS}, got {backward!r}.")
+    if backward == "unrolled":
+        return newton_schulz_inverse(matrix, num_iterations, ridge, adaptive, step_scope)
+    return SoftNewtonInverse.apply(matrix, num_iterations, ridge, adaptive, step_scope)
 
 
 class ContiguousGradient(torch.autograd.Function):
@@ -379,6 +421,8 @@ class SoftSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         self.num_iterations = config.newton_iterations
         self.ridge = config.ridge
+        self.step_scope = config.step_scope
+        self.inverse_backward = config.inverse_backward
         self.symmetric_normalization = config.normalization == "symmetric"
         self.inverse_method = config.inverse_method
         self.max_landmarks = config.max_landmarks
@@ -428,7 +472,12 @@ class SoftSelfAttention(nn.Module):
             operator = cholesky_inverse_spd(landmark_kernel, self.ridge)
         else:
             operator = newton_inverse(
-                landmark_kernel, self.num_iterations, self.ridge, adaptive=self.symmetric_normalization
+                landmark_kernel,
+                self.num_iterations,
+                self.ridge,
+                adaptive=self.symmetric_normalization,
+                step_scope=self.step_scope,
+                backward=self.inverse_backward,
             )
         if self.symmetric_normalization:
             inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (..., m, 1)
