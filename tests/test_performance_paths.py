@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 
 import pytest
@@ -34,7 +33,7 @@ from soft_hf.soft_attention import (
 )
 from transformers.activations import ACT2FN
 
-from conftest import REPO_ROOT, tiny_config_kwargs
+from conftest import REPO_ROOT, reference_record, tiny_config_kwargs
 
 
 def load_official_baseline():
@@ -382,10 +381,12 @@ def test_meta_device_forward_gives_shapes_without_compute():
     assert tokens.device.type == "meta" and tokens.shape == (2, 1 + 3 * 2, 32)
 
 
-def test_official_baseline_reproduces_official_logits(reference):
+@pytest.mark.parametrize("arch", ["compact_soft", "mini_soft"])
+def test_official_baseline_reproduces_official_logits(request, arch):
     """benchmarks/official_baseline.py is an honest baseline: with the official weights it gives the official logits."""
+    reference = request.getfixturevalue("compact_reference" if arch.startswith("compact") else "reference")
     baseline_module = load_official_baseline()
-    record = next(item for item in json.loads((reference / "vectors.json").read_text()) if item["arch"] == "mini_soft")
+    record = reference_record(reference, arch)
     constructor = record["constructor"]
     baseline = baseline_module.OfficialSoftBaseline(
         embed_dims=constructor["embed_dims"],
@@ -396,10 +397,10 @@ def test_official_baseline_reproduces_official_logits(reference):
         num_classes=constructor["num_classes"],
     )
     with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(reference / "mini_soft.pth", map_location="cpu", weights_only=True)
+        checkpoint = torch.load(reference / f"{arch}.pth", map_location="cpu", weights_only=True)
     baseline.load_state_dict(checkpoint["state_dict"], strict=True)
     baseline.eval()
-    vectors = load_file(reference / "mini_soft.io.safetensors")
+    vectors = load_file(reference / f"{arch}.io.safetensors")
     for index in range(len(record["cases"])):
         with torch.no_grad():
             logits32 = baseline(vectors[f"input_{index}"])
