@@ -81,9 +81,17 @@ def _as_size_dict(size: Any) -> dict[str, int]:
 
 
 def resolve_crop_pct(kwargs: dict, crop_pct_default: float | None, crop_size_default: Any) -> dict:
-    """Replace `size` by the crop_pct-derived resize target when crop_pct is set.
+    """Settle `size` and `crop_pct` for one construction or call.
 
-    An explicit `size` that disagrees with `crop_pct` is an error rather than being silently ignored."""
+    - An explicit `size` without an explicit `crop_pct` is honoured, as Transformers' DeiT and ConvNeXt processors
+      honour it: `crop_pct` is then not applied (set to None).
+    - Otherwise, with `crop_pct` in effect, `size` becomes timm's resize target `floor(crop_size / crop_pct)`; an
+      explicit `size` that disagrees with an explicit `crop_pct` is an error rather than being silently ignored.
+    """
+    kwargs = dict(kwargs)
+    if kwargs.get("size") is not None and "crop_pct" not in kwargs:
+        kwargs["crop_pct"] = None
+        return kwargs
     crop_pct = kwargs.get("crop_pct", crop_pct_default)
     if crop_pct is None:
         return kwargs
@@ -95,7 +103,6 @@ def resolve_crop_pct(kwargs: dict, crop_pct_default: float | None, crop_size_def
             f"`size`={_as_size_dict(given)} contradicts crop_pct={crop_pct} with crop_size={crop_size}, which "
             f"resizes to {derived}. Pass `crop_pct=None` to resize to `size`, or drop `size`."
         )
-    kwargs = dict(kwargs)
     kwargs["size"] = derived
     return kwargs
 
@@ -229,13 +236,17 @@ class SoftImageProcessorMixin:
         kwargs = resolve_crop_pct(kwargs, self.crop_pct, self.crop_size)
         return super().preprocess(images, *args, **kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Serialisable settings. With `crop_pct` set, `size` is derived from it and `crop_size`, so it is not saved:
-        `from_pretrained(..., crop_pct=0.95)` then just works."""
-        output = super().to_dict()
-        if output.get("crop_pct") is not None:
-            output.pop("size", None)
-        return output
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs):
+        """Build from saved settings (`preprocessor_config.json`) updated by `kwargs`. The saved `size` is the one
+        `crop_pct` derived, so a new `crop_pct` (without `size`) derives it anew, and a new `size` (without
+        `crop_pct`) is honoured as is."""
+        image_processor_dict = dict(image_processor_dict)
+        if "crop_pct" in kwargs and "size" not in kwargs:
+            image_processor_dict.pop("size", None)
+        if "size" in kwargs and "crop_pct" not in kwargs:
+            image_processor_dict["crop_pct"] = None
+        return super().from_dict(image_processor_dict, **kwargs)
 
     def fetch_images(self, image_url_or_urls):
         """Open local image files with PIL keeping their mode (16-bit stays 16-bit until `standardize_image`

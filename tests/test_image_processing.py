@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -71,14 +73,39 @@ def test_crop_pct_sets_the_resize_and_conflicts_are_refused(photos):
     assert by_size.size.shortest_edge == 256
     resized_only = by_size(image, do_center_crop=False, return_tensors="np").pixel_values
     assert resized_only.shape == (1, 3, 256, 384)  # 451 * 256 / 300 = 384.9 -> 384, as torchvision/timm
-    with pytest.raises(ValueError, match="crop_pct=None"):
-        SoftImageProcessor(size={"shortest_edge": 256})
     with pytest.raises(ValueError, match="contradicts crop_pct"):
-        SoftImageProcessor()(image, size={"shortest_edge": 300})
+        SoftImageProcessor(size={"shortest_edge": 256}, crop_pct=0.9)
+    with pytest.raises(ValueError, match="contradicts crop_pct"):
+        SoftImageProcessor()(image, size={"shortest_edge": 300}, crop_pct=0.9)
     with pytest.raises(ValueError, match="square crops"):
         SoftImageProcessor(crop_size={"height": 224, "width": 192})
     with pytest.raises(ValueError, match="positive number"):
         SoftImageProcessor(crop_pct=0)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_explicit_size_is_honoured_like_deit_and_convnext(backend, photos, tmp_path):
+    """A `size` given without `crop_pct` (at call time, to the constructor or to `from_pretrained`) is used as is;
+    without one, the official crop_pct 0.9 evaluation transform stays the default."""
+    image = PIL.Image.fromarray(photos["chelsea"])  # 451 x 300
+    processor = BACKENDS[backend]()
+    square = processor(image, size={"height": 64, "width": 64}, do_center_crop=False, return_tensors="pt")
+    assert tuple(square.pixel_values.shape) == (1, 3, 64, 64)
+    assert processor.crop_pct == 0.9 and processor.size.shortest_edge == 248  # the call changed nothing
+    assert tuple(processor(image, return_tensors="pt").pixel_values.shape) == (1, 3, 224, 224)
+    by_size = BACKENDS[backend](size={"shortest_edge": 256})
+    assert by_size.crop_pct is None and by_size.size.shortest_edge == 256
+    assert tuple(by_size(image, do_center_crop=False, return_tensors="pt").pixel_values.shape) == (1, 3, 256, 384)
+
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["size"] == {"shortest_edge": 248} and saved["crop_pct"] == 0.9  # readable without Python
+    sized = BACKENDS[backend].from_pretrained(tmp_path, size={"height": 64, "width": 64}, do_center_crop=False)
+    assert sized.crop_pct is None
+    assert tuple(sized(image, return_tensors="pt").pixel_values.shape) == (1, 3, 64, 64)
+    cropped = BACKENDS[backend].from_pretrained(tmp_path, crop_pct=0.95)
+    assert cropped.size.shortest_edge == 235  # floor(224 / 0.95), derived anew
+    assert tuple(cropped(image, return_tensors="pt").pixel_values.shape) == (1, 3, 224, 224)
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
