@@ -34,6 +34,7 @@ from .image_processing_soft import SoftImageProcessor
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 MODEL_CARDS_DIR = PACKAGE_DIR.parent / "model_cards"
+NEWTON_SCOPE_WORDS = {"head": "(image, head)", "image": "image", "batch": "batch"}
 MODEL_CARD_TEMPLATE = MODEL_CARDS_DIR / "template.md"
 
 # Files every exported folder carries; the model files may import more flat modules, which are copied too.
@@ -200,7 +201,8 @@ def _architecture_section(config, num_parameters: int | None) -> str:
         f"- Classes: {config.num_labels}",
         f"- Normalisation of the landmark inverse: `{config.normalization}`"
         + (" (SOFT-Norm: D^-1/2 A^+ D^-1/2)" if config.normalization == "symmetric" else " (plain SOFT)"),
-        f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}",
+        f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}, "
+        f"one step size per {NEWTON_SCOPE_WORDS[config.step_scope]}, {config.inverse_backward} backward",
         f"- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
         + (f", pooled to at most {config.max_landmarks}" if config.max_landmarks else ""),
         f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other "
