@@ -36,6 +36,10 @@ from transformers.image_utils import (
     SizeDict,
 )
 from transformers.processing_utils import ImagesKwargs, Unpack
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 DEFAULT_CROP_PCT = 0.9
@@ -130,7 +134,7 @@ def _integer_array_to_uint8(array: np.ndarray) -> np.ndarray:
     if minimum < 0 or maximum > 65535:
         raise ValueError(
             f"Integer image of dtype {array.dtype} has values in [{minimum}, {maximum}], outside 8-bit [0, 255] and "
-            "16-bit [0, 65535] ranges: convert it to uint8 (or float in [0, 1]) first."
+            "16-bit [0, 65535] ranges: convert it to uint8 first (or to floats in [0, 1] and pass `do_rescale=False`)."
         )
     if maximum > 255:
         return np.round(array.astype(np.float32) / 257.0).astype(np.uint8)
@@ -148,8 +152,8 @@ def standardize_image(image: Any) -> Any:
             return PIL.Image.fromarray(_integer_array_to_uint8(array)).convert("RGB")
         if image.mode == "F":
             raise ValueError(
-                "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image or pass a float "
-                "array scaled to [0, 1] instead."
+                "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image, or pass a float "
+                "array scaled to [0, 255] (or to [0, 1] with `do_rescale=False`) instead."
             )
         if image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
             return image.convert("RGB")
@@ -233,6 +237,11 @@ class SoftImageProcessorMixin:
 
     def preprocess(self, images, *args, **kwargs: Unpack[SoftImageProcessorKwargs]) -> BatchFeature:
         """Preprocess an image or a batch of images (see the class docstring for accepted inputs)."""
+        if kwargs.get("do_rescale", self.do_rescale) and _has_float_images_in_unit_range(images):
+            logger.warning_once(
+                "It looks like you are trying to rescale already rescaled images: float pixel values in [0, 1] are "
+                "divided by 255 again with `do_rescale=True`. Pass `do_rescale=False` for images in [0, 1]."
+            )
         kwargs = resolve_crop_pct(kwargs, self.crop_pct, self.crop_size)
         return super().preprocess(images, *args, **kwargs)
 
@@ -263,6 +272,17 @@ class SoftImageProcessorMixin:
         """Load paths/URLs, then check, convert and flatten the images (see `flatten_images`)."""
         images = self.fetch_images(images) if _contains_strings(images) else images
         return flatten_images(images)
+
+
+def _has_float_images_in_unit_range(images: Any) -> bool:
+    """Whether the input holds a float array or tensor whose values all lie in [0, 1] (already rescaled)."""
+    if isinstance(images, (list, tuple)):
+        return any(_has_float_images_in_unit_range(image) for image in images)
+    if isinstance(images, torch.Tensor) and images.is_floating_point() and images.numel():
+        return bool(images.min() >= 0) and bool(images.max() <= 1)
+    if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating) and images.size:
+        return bool(images.min() >= 0) and bool(images.max() <= 1)
+    return False
 
 
 def _contains_strings(images: Any) -> bool:
