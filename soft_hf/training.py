@@ -959,12 +959,18 @@ class SoftTrainer:
         step.skipped += (~valid).sum()
         if not bool(valid.all()):
             pixel_values, labels = pixel_values[valid], labels[valid]
-            if self.mixup is not None and len(labels) % 2:
-                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
             if len(labels) == 0:
                 raise ValueError("Every image of a training batch was unreadable; check the training data.")
+            if self.mixup is not None and len(labels) % 2 and len(labels) > 1:
+                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
         targets = labels
-        if self.mixup is not None:
+        if self.mixup is not None and len(labels) == 1:
+            # One readable image has no partner to mix with: its label-smoothed one-hot target, as mixup gives
+            # for a mixing weight of 1.
+            from timm.data.mixup import mixup_target
+
+            targets = mixup_target(labels, self.mixup.num_classes, lam=1.0, smoothing=self.mixup.label_smoothing)
+        elif self.mixup is not None:
             pixel_values, targets = self.mixup(pixel_values, labels)  # targets: (batch, num_labels) soft labels
         logits = self.model(pixel_values=pixel_values).logits  # (batch, num_labels)
         loss = self.criterion(logits.float(), targets)
@@ -1090,6 +1096,7 @@ class SoftTrainer:
                     self.args, self.data.source, self.progress.completed_steps, self.global_batch_size, note
                 ),
                 repo_id=self.args.hub_model_id,
+                overwrite=True,  # this run's own earlier export (best/ is rewritten as validation improves)
             )
         self.accelerator.wait_for_everyone()
 
