@@ -335,6 +335,7 @@ def main(argv=None) -> dict:
         epoch, skip = progress["epoch"], progress["batches_in_epoch"]
         train_sampler.set_epoch(epoch)
         train_folder.set_epoch(epoch)
+        train_loader.set_epoch(epoch)  # Accelerate's loader sets its sampler's epoch from its own counter
         loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
         for batch in loader:
             progress["batches_in_epoch"] += 1
