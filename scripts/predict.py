@@ -85,7 +85,8 @@ def is_url(item: str) -> bool:
 def download_urls(inputs: list[str], timeout: float) -> tuple[dict[str, bytes], dict[str, str]]:
     """The bytes of every URL among `inputs`, and the reason for each one that could not be downloaded. Nothing is
     attempted with HF_HUB_OFFLINE=1."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
     contents, failures = {}, {}
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -94,13 +95,13 @@ def download_urls(inputs: list[str], timeout: float) -> tuple[dict[str, bytes], 
             failures[url] = "not downloaded: offline mode (HF_HUB_OFFLINE is set)"
             continue
         try:
-            response = httpx.get(url, timeout=timeout, follow_redirects=True)
-            response.raise_for_status()
-            contents[url] = response.content
-        except httpx.HTTPStatusError as error:
-            failures[url] = f"download failed: HTTP {error.response.status_code}"
-        except httpx.HTTPError as error:
-            failures[url] = f"download failed ({type(error).__name__}: {error or 'no details'}); offline?"
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                contents[url] = response.read()
+        except urllib.error.HTTPError as error:
+            failures[url] = f"download failed: HTTP {error.code} {error.reason}"
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            failures[url] = f"download failed ({reason}); no network?"
     return contents, failures
 
 
