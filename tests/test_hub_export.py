@@ -203,9 +203,9 @@ def test_export_never_deletes_or_overwrites_files_it_did_not_write(tmp_path):
     (notes / "README.md").write_text("# my notes\n")
     (notes / "helpers.py").write_text("def helper():\n    return 1\n")
     before = _snapshot(notes)
-    for overwrite in (False, True):
+    for options in ({}, {"overwrite": True}):
         with pytest.raises(ValueError) as error:
-            export_pretrained(tiny_model(), notes, overwrite=overwrite)
+            export_pretrained(tiny_model(), notes, **options)
         assert "no earlier export wrote" in str(error.value)
         assert "README.md" in str(error.value) and "helpers.py" in str(error.value)
         assert _snapshot(notes) == before

@@ -235,7 +235,6 @@ def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and
         build_eval_transform,
         load_image_classification_data,
     )
-    from soft_hf.image_processing_soft import decode_image
     from soft_hf.segmentation import SegmentationImageFolder
 
     rgb = photos["coffee"][:150, :200]
@@ -243,7 +242,12 @@ def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and
     (tmp_path / "train" / "plain").mkdir()
     PIL.Image.fromarray(rgb).save(tmp_path / "train" / "plain" / "plain.png")  # imagefolder needs two classes
     paths["plain.png"] = tmp_path / "train" / "plain" / "plain.png"
-    expected = {path.name: torch.from_numpy(np.asarray(decode_image(path)).copy()) for path in paths.values()}
+    # What the processor serves for the file, before resizing: (height, width, 3) uint8.
+    unresized = SoftImageProcessorPil(do_resize=False, do_center_crop=False, do_rescale=False, do_normalize=False)
+    expected = {
+        path.name: unresized(str(path), return_tensors="pt").pixel_values[0].permute(1, 2, 0).round().to(torch.uint8)
+        for path in paths.values()
+    }
 
     # Training and evaluation: the dataset decodes, the transform sees the decoded image (here: kept as is).
     data = load_image_classification_data(
@@ -258,6 +262,8 @@ def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and
         torch.testing.assert_close(sample["pixel_values"], expected[name], atol=0, rtol=0, msg=name)
 
     # Evaluation transform vs the processor given the path (both backends) and the decoded image.
+    from soft_hf.image_processing_soft import decode_image
+
     processor = SoftImageProcessorPil(crop_size={"height": 64, "width": 64})
     evaluation = ImageClassificationDataset(split, transform=build_eval_transform(processor))
     for index, name in enumerate(names):

@@ -13,7 +13,6 @@ from conftest import tiny_config_kwargs
 from helpers_hub import load_script_module, photo_arrays
 
 from soft_hf import SoftConfig, SoftForImageClassification, SoftImageProcessorPil, export_pretrained
-from soft_hf.image_processing_soft import decode_image
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,8 @@ def pathlib_name(item: str) -> str:
 
 
 def test_predict_decodes_like_training(model_folder, tmp_path, capsys):
-    """Defect 3: predict.py clipped 16-bit images and dropped alpha (load_image converts to RGB first)."""
+    """Defect 3: predict.py clipped 16-bit images and dropped alpha (load_image converts to RGB first): it must
+    give what the model gives on the processor's pixels for the file (the pixels training sees)."""
     gray = np.array(PIL.Image.fromarray(photo_arrays()["astronaut"]).convert("L"))
     PIL.Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
     alpha = np.zeros(gray.shape, np.uint8)
@@ -74,7 +74,7 @@ def test_predict_decodes_like_training(model_folder, tmp_path, capsys):
     processor = SoftImageProcessorPil.from_pretrained(model_folder)
     for name in ("gray16.png", "rgba.png"):
         with torch.no_grad():
-            logits = model(processor(decode_image(tmp_path / name), return_tensors="pt").pixel_values).logits
+            logits = model(processor(str(tmp_path / name), return_tensors="pt").pixel_values).logits
         expected = logits.softmax(-1)[0].topk(3)
         scores = [prediction["score"] for prediction in results[name]["predictions"]]
         np.testing.assert_allclose(scores, expected.values.numpy(), atol=1e-5)
