@@ -14,14 +14,19 @@ Inputs may be PIL images, NumPy arrays or torch tensors (channels first or last)
 grayscale+alpha, RGBA, palette, CMYK, 1-bit and 16-bit images are converted to 8-bit RGB (transparency is composited
 on white); inputs that are not images, and empty inputs, raise a `ValueError` that says what was received.
 
+[`decode_image`] is the one way image files become pixels in soft-hf: this processor (for paths), training,
+evaluation, segmentation and `scripts/predict.py` all call it, so a file gives the same pixels when training and
+when serving (EXIF orientation applied, 16-bit rescaled, transparency composited on white, palette/CMYK converted).
+
 This file travels with exported checkpoints and is imported by Transformers from the checkpoint folder.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import PIL.Image
@@ -141,23 +146,55 @@ def _integer_array_to_uint8(array: np.ndarray) -> np.ndarray:
     return array.astype(np.uint8)
 
 
+def convert_image_to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """An 8-bit RGB copy of a PIL image, the same way for every caller: 16-bit (and 32-bit integer) images are
+    rescaled to 8 bits instead of being clipped at 255, transparency (RGBA, LA, PA, palette with a transparent
+    colour) is composited on white, palette, CMYK, 1-bit and the other modes are converted. RGB images are returned
+    as they are. Empty images and 32-bit float images (no fixed range) raise a `ValueError`."""
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Got an empty image of {image.width}x{image.height} pixels.")
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in SIXTEEN_BIT_MODES:
+        # PIL's own convert("RGB") clips 16-bit values at 255; rescale to 8 bits instead.
+        array = np.asarray(image.convert("I"), dtype=np.int64)  # (height, width)
+        if mode.startswith("I;16"):
+            array = np.round(array / 257.0).astype(np.uint8)
+        return PIL.Image.fromarray(_integer_array_to_uint8(array)).convert("RGB")
+    if mode == "F":
+        raise ValueError(
+            "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image, or pass a float "
+            "array scaled to [0, 255] (or to [0, 1] with `do_rescale=False`) instead."
+        )
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        rgba = image.convert("RGBA")
+        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(source: str | os.PathLike | bytes | IO[bytes]) -> PIL.Image.Image:
+    """Read an image file (a path, its bytes or a binary file object) into an 8-bit RGB PIL image.
+
+    The EXIF orientation is applied (`PIL.ImageOps.exif_transpose`), then `convert_image_to_rgb` converts the
+    pixels. Unreadable or truncated files raise PIL's `OSError` (`PIL.UnidentifiedImageError` for non-images)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    with PIL.Image.open(source) as opened:
+        opened.load()  # decode now: truncated files fail here, inside the `with`
+        image = PIL.ImageOps.exif_transpose(opened)
+        if image is opened:
+            image = opened.copy()
+    return convert_image_to_rgb(image)
+
+
 def standardize_image(image: Any) -> Any:
     """Check one image and convert what the backends cannot take (16-bit, 1-bit, CMYK, 2-D arrays, odd dtypes)."""
     if isinstance(image, PIL.Image.Image):
-        if image.width == 0 or image.height == 0:
-            raise ValueError(f"Got an empty image of {image.width}x{image.height} pixels.")
-        if image.mode in SIXTEEN_BIT_MODES:
-            # PIL's own convert("RGB") clips 16-bit values at 255; rescale to 8 bits instead.
-            array = np.asarray(image.convert("I"), dtype=np.int64)
-            return PIL.Image.fromarray(_integer_array_to_uint8(array)).convert("RGB")
-        if image.mode == "F":
-            raise ValueError(
-                "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image, or pass a float "
-                "array scaled to [0, 255] (or to [0, 1] with `do_rescale=False`) instead."
-            )
-        if image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-            return image.convert("RGB")
-        return image
+        return convert_image_to_rgb(image)
     if isinstance(image, (np.ndarray, torch.Tensor)):
         if image.ndim not in (2, 3):
             raise ValueError(
@@ -258,14 +295,12 @@ class SoftImageProcessorMixin:
         return super().from_dict(image_processor_dict, **kwargs)
 
     def fetch_images(self, image_url_or_urls):
-        """Open local image files with PIL keeping their mode (16-bit stays 16-bit until `standardize_image`
-        rescales it; the base loaders clip it at 255), applying the EXIF orientation; URLs go to the backend."""
+        """Open local image files with `decode_image` (EXIF orientation, 16-bit rescaled, transparency on white:
+        the same pixels as in training); URLs go to the backend."""
         if isinstance(image_url_or_urls, (list, tuple)):
             return [self.fetch_images(item) for item in image_url_or_urls]
         if isinstance(image_url_or_urls, str) and os.path.isfile(image_url_or_urls):
-            image = PIL.ImageOps.exif_transpose(PIL.Image.open(image_url_or_urls))
-            image.load()
-            return image
+            return decode_image(image_url_or_urls)
         return super().fetch_images(image_url_or_urls)
 
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
@@ -336,4 +371,4 @@ class SoftImageProcessorPil(SoftImageProcessorMixin, PilBackend):
         return image[..., top : top + size.height, left : left + size.width]
 
 
-__all__ = ["SoftImageProcessor", "SoftImageProcessorPil"]
+__all__ = ["SoftImageProcessor", "SoftImageProcessorPil", "convert_image_to_rgb", "decode_image"]

@@ -955,14 +955,20 @@ class SoftTrainer:
         gradients are synchronised (with clipping and the learning rate of the step)."""
         args, accelerator = self.args, self.accelerator
         pixel_values, labels = batch["pixel_values"], batch["labels"]  # (batch, 3, H, W), (batch,)
+        num_images = len(labels)  # images trained on (an image paired with itself counts once)
         valid = labels != UNREADABLE_LABEL
         step.skipped += (~valid).sum()
         if not bool(valid.all()):
             pixel_values, labels = pixel_values[valid], labels[valid]
-            if self.mixup is not None and len(labels) % 2:
-                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
             if len(labels) == 0:
                 raise ValueError("Every image of a training batch was unreadable; check the training data.")
+            num_images = len(labels)
+            if self.mixup is not None and len(labels) == 1:
+                # Mixup pairs images up: the one readable image is paired with itself (mixing it changes nothing).
+                pixel_values, labels = pixel_values.repeat(2, 1, 1, 1), labels.repeat(2)
+            elif self.mixup is not None and len(labels) % 2:
+                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
+                num_images = len(labels)
         targets = labels
         if self.mixup is not None:
             pixel_values, targets = self.mixup(pixel_values, labels)  # targets: (batch, num_labels) soft labels
@@ -974,7 +980,7 @@ class SoftTrainer:
         self.scheduler.step_update(self.progress.completed_steps)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        step.add(loss.detach(), len(labels))
+        step.add(loss.detach(), num_images)
 
     def after_optimizer_step(self, epoch: int, step: "StepAccumulator") -> None:
         """Count the step, update the EMA, and log loss, learning rate and throughput (JSON lines, trackers, bar)."""
@@ -1090,6 +1096,7 @@ class SoftTrainer:
                     self.args, self.data.source, self.progress.completed_steps, self.global_batch_size, note
                 ),
                 repo_id=self.args.hub_model_id,
+                overwrite=True,  # this run's own earlier export (best/ is rewritten as validation improves)
             )
         self.accelerator.wait_for_everyone()
 
