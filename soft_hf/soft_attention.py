@@ -18,7 +18,6 @@ the projections (no head transposes), and offers an exact Cholesky solve of the 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import torch
@@ -412,7 +411,6 @@ def resolve_inverse_method(inverse_method: str, num_landmarks: int) -> str:
     return inverse_method
 
 
-@functools.lru_cache(maxsize=4096)
 def landmark_grid(height: int, width: int, max_landmarks: int | None) -> tuple[int, int] | None:
     """The grid a `height x width` landmark map is average-pooled to so that it has at most `max_landmarks` cells
     (None: the map is within the bound and is not pooled).
