@@ -26,6 +26,7 @@ Examples:
     python scripts/benchmark.py --quick              # smoke run, about 1-2 minutes
     python scripts/benchmark.py --device cuda --dtype bfloat16
     python scripts/benchmark.py --sections models --sizes 224 512
+    python scripts/benchmark.py --sections newton_backward   # SOFT-Norm: analytic vs unrolled Newton backward
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ from soft_hf.soft_attention import (  # noqa: E402
     SoftSelfAttention,
     cholesky_inverse_spd,
     gaussian_kernel,
+    landmark_counts,
     newton_inverse,
     use_onednn,
 )
 
 
-SECTIONS = ("attention", "models", "inverse", "training", "efficiency")
+SECTIONS = ("attention", "models", "inverse", "training", "newton_backward", "efficiency")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The bound used for "bounded landmarks": the 7 x 7 grid SOFT-Tiny has at its training resolution, so at 224 px the
 # bounded model computes exactly what the official rule computes.
@@ -661,6 +663,86 @@ def run_training_section(settings: Settings, variant_names: list[str]) -> dict:
     return {"batch": batch, "variants": labels_by_name, "cells": cells}
 
 
+def training_step_peak_bytes(step: Callable[[], Any]) -> int | None:
+    """Peak resident memory of one call of `step` above the memory resident before it (VmHWM reset in-process;
+    None where the peak mark cannot be reset)."""
+    if not reset_peak_rss():
+        return None
+    before = current_rss_bytes()
+    step()
+    return peak_rss_bytes() - before
+
+
+def run_newton_backward_section(settings: Settings) -> dict:
+    """SOFT-Norm-Tiny training steps with the Newton inverse differentiated analytically once (the paper) or through
+    the unrolled steps (the official SOFT-Norm code), at 224 px (49 landmarks per SOFT layer) and at sizes whose
+    landmark grids exceed 64; plus the inverse alone (forward + backward) on (batch 8, heads 4) landmark systems."""
+    batch = 2 if settings.quick else 8
+    sizes = [224, 320] if settings.quick else [224, 320, 448]
+    print(f"\n== SOFT-Norm Newton backward: analytic vs unrolled (training step, batch {batch}) ==", flush=True)
+    results: dict[str, Any] = {"batch": batch, "model": "soft-norm-tiny", "cells": {}, "inverse_cells": {}}
+    models = {
+        backward: SoftForImageClassification(SoftConfig.from_preset("soft-norm-tiny", num_labels=1000, newton_backward=backward))
+        .to(settings.device, settings.dtype)
+        .train()
+        for backward in ("analytic", "unrolled")
+    }
+    models["unrolled"].load_state_dict(models["analytic"].state_dict())
+    for size in sizes:
+        pixel_values = torch.randn(batch, 3, size, size, device=settings.device, dtype=settings.dtype)
+        labels = torch.randint(0, 1000, (batch,), device=settings.device)
+        steps = {}
+        for backward, module in models.items():
+
+            def step(module=module):
+                module.zero_grad(set_to_none=True)
+                F.cross_entropy(logits_of(module, pixel_values).float(), labels).backward()
+
+            steps[backward] = step
+        timings = time_side_by_side(steps, settings.device, settings.repeats, settings.cell_budget_s)
+        with torch.no_grad():
+            landmarks = landmark_counts(models["analytic"], pixel_values[:1])
+        cell = {"landmarks_per_soft_layer": sorted(set(landmarks))}
+        for backward, timing in timings.items():
+            peak = training_step_peak_bytes(steps[backward]) if settings.device.type == "cpu" else None
+            cell[backward] = dict(timing, images_per_s=batch / timing["median_s"], peak_bytes=peak)
+        cell["unrolled_over_analytic_time"] = timings["unrolled"]["median_s"] / timings["analytic"]["median_s"]
+        results["cells"][str(size)] = cell
+        peaks = ", ".join(
+            f"{name} {cell[name]['peak_bytes'] / 2**20:.0f} MiB" for name in ("analytic", "unrolled") if cell[name]["peak_bytes"]
+        )
+        print(
+            f"{size:5d} px, landmarks {cell['landmarks_per_soft_layer']}: analytic {cell['analytic']['images_per_s']:.2f} "
+            f"img/s, unrolled {cell['unrolled']['images_per_s']:.2f} img/s (time x{cell['unrolled_over_analytic_time']:.3f})"
+            f"; peak {peaks}",
+            flush=True,
+        )
+    for size in [49, 100, 196] if settings.quick else [49, 100, 196, 400]:
+        matrix = landmark_matrices(batch * 4, size, 0.15).reshape(batch, 4, size, size)
+        matrix = matrix.to(settings.device, torch.float32)
+        upstream = torch.randn_like(matrix)
+        runs = {}
+        for backward in ("analytic", "unrolled"):
+
+            def run(backward=backward):
+                leaf = matrix.detach().requires_grad_(True)
+                (newton_inverse(leaf, 20, 0.0, True, step_scope="image", backward=backward) * upstream).sum().backward()
+
+            runs[backward] = run
+        timings = time_side_by_side(runs, settings.device, settings.repeats, settings.cell_budget_s / 2)
+        cell = {name: {"median_s": timing["median_s"]} for name, timing in timings.items()}
+        # saved for backward: analytic keeps A^+ (one m x m matrix); unrolled keeps two per step (V_k and P V_k) and
+        # the step-size inputs.
+        cell["saved_matrices_per_system"] = {"analytic": 1, "unrolled": 2 * 20 + 2}
+        results["inverse_cells"][str(size)] = cell
+        print(
+            f"inverse m={size:4d} ({batch}x4 systems, forward + backward): analytic {1e3 * cell['analytic']['median_s']:.2f} ms, "
+            f"unrolled {1e3 * cell['unrolled']['median_s']:.2f} ms",
+            flush=True,
+        )
+    return results
+
+
 def run_efficiency_section(settings: Settings, models: dict | None) -> dict:
     size = 2048 if settings.quick else 4096
     by_library = matmul_gflops(settings.device, settings.dtype, size, repeats=3 if settings.quick else 5)
@@ -1013,12 +1095,14 @@ def main(argv=None) -> dict:
     if "models" in args.sections:
         results["models"] = run_models_section(settings, sizes, model_names)
     if "inverse" in args.sections:
-        landmark_counts = [16, 49, 196] if quick else [16, 49, 100, 196, 400, 1024]
+        inverse_sizes = [16, 49, 196] if quick else [16, 49, 100, 196, 400, 1024]
         iteration_counts = [5, 10, 20, 40] if quick else [5, 10, 15, 20, 30, 40, 60]
-        results["inverse"] = run_inverse_section(settings, landmark_counts, iteration_counts)
+        results["inverse"] = run_inverse_section(settings, inverse_sizes, iteration_counts)
     if "training" in args.sections:
         training_names = [name for name in model_names if name != "soft_tiny_bounded"]
         results["training"] = run_training_section(settings, training_names)
+    if "newton_backward" in args.sections:
+        results["newton_backward"] = run_newton_backward_section(settings)
     if "efficiency" in args.sections:
         results["efficiency"] = run_efficiency_section(settings, results.get("models"))
     results["targets"] = evaluate_targets(results)

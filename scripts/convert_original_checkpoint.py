@@ -12,7 +12,10 @@ names shipped with timm (no download). With `--reference` (a safetensors file wi
 made with the official code) the converted model must reproduce the official logits within `--tolerance`, or nothing
 is written; the exported weights are then checked to be exactly the verified ones. Keys that do not match the
 architecture are refused with a full report.
-Exit status: 0 converted, 1 verification failed, 2 bad input (unreadable checkpoint, key mismatch).
+`--output` must be a new or empty folder, or an earlier export (replaced only with `--overwrite`); a folder holding
+anything an export did not write is refused with the list of those files, and nothing in it is touched.
+Exit status: 0 converted, 1 verification failed, 2 bad input (unreadable checkpoint, key mismatch) or an output
+that cannot be written (foreign files, an earlier export without --overwrite, a read-only destination).
 """
 
 from __future__ import annotations
@@ -71,13 +74,23 @@ def compare_with_reference(model, reference_path: pathlib.Path) -> list[dict]:
     return results
 
 
+def _describe(error: Exception) -> str:
+    """The message of a ValueError as is; for an OSError its reason and path (e.g. a read-only destination)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error) or type(error).__name__
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=pathlib.Path, help="official .pth checkpoint")
     parser.add_argument(
         "--variant", required=True, choices=["plain", "norm"], help="plain SOFT or SOFT-Norm (symmetric normalisation)"
     )
-    parser.add_argument("--output", required=True, type=pathlib.Path, help="folder to write (replaced atomically)")
+    parser.add_argument("--output", required=True, type=pathlib.Path, help="folder to write (new or empty)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier export in --output (never other files)"
+    )
     parser.add_argument("--reference", type=pathlib.Path, help="official logits to reproduce (<arch>.io.safetensors)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max |logit difference| allowed (default 1e-4)")
     parser.add_argument("--use-ema", action="store_true", help="convert `state_dict_ema` instead of `state_dict`")
@@ -103,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.reference is not None:
             report["reference"] = compare_with_reference(model, args.reference)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: cannot convert {args.checkpoint}:\n{error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: cannot convert {args.checkpoint}:\n{_describe(error)}", file=sys.stderr)
         return 2
 
     if args.reference is not None and any(case["max_abs_diff"] > args.tolerance for case in report["reference"]):
@@ -140,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             repo_id=args.repo_id,
             license="mit",
             dataset_name="imagenet-1k" if report["num_labels"] == 1000 else None,
+            overwrite=args.overwrite,
         )
-    except ValueError as error:
-        print(f"error: cannot write {args.output}:\n{error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"error: cannot write {args.output}:\n{_describe(error)}", file=sys.stderr)
         return 2
 
     # The verified tensors must be exactly what the folder holds (the remote code is the same as soft_hf's).

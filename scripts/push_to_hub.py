@@ -5,11 +5,15 @@
     python scripts/push_to_hub.py outputs/soft-tiny --repo-id my-org/soft-tiny --private
     python scripts/push_to_hub.py outputs/train-run --repo-id my-org/soft-tiny-pets --dry-run
 
-FOLDER is either a Hub-ready folder written by `soft_hf.export_pretrained` (uploaded as is), or a model folder or
-training output (`save_pretrained` / Trainer output_dir, possibly holding only `checkpoint-<step>` folders): the model
-is then loaded with soft_hf and exported to a staging folder first (`--staging-dir`, or a temporary folder), with the
-run's `eval_results.json` as the card's metrics. Before uploading, the folder is validated and loaded with
-`trust_remote_code=True` in a fresh Python process. `--dry-run` stops there: it writes and validates, uploads nothing.
+FOLDER is either a Hub-ready folder (uploaded as is: a clone of the Hub repository with `.git/`, `__pycache__/` or
+extra files such as the card's images is fine), or a model folder or training output (`save_pretrained` / Trainer
+output_dir, possibly holding only `checkpoint-<step>` folders): the model is then loaded with soft_hf and exported to
+a staging folder first (`--staging-dir`, or a temporary folder), with the run's `eval_results.json` as the card's
+metrics. A hand-written README.md is kept as the model card in both cases (Hub metadata is added in front of it
+when it has none), and so are the other files of a model folder that the export does not generate. Uploaded are
+exactly the files listed by the dry run: every file but `.git/`, caches and byte code; files already on the Hub that
+the folder does not have are left alone. Before uploading, the folder is validated and loaded with
+`trust_remote_code=True` in a fresh Python process. `--dry-run` stops there and lists what would be uploaded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ import tempfile
 
 
 TRAINER_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+# What an export generates from the model (never carried over from the source folder) ...
+GENERATED_NAMES = {
+    "config.json", "preprocessor_config.json", "README.md", "export_manifest.json", "configuration_soft.py",
+    "modeling_soft.py", "soft_attention.py", "image_processing_soft.py",
+}
+GENERATED_SUFFIXES = (".safetensors", ".safetensors.index.json")
+# ... and what a training output holds besides the model: weights in other formats, optimizer and trainer state,
+# logs, caches. None of it is uploaded.
+NOT_CARRIED_NAMES = {
+    "pytorch_model.bin", "training_args.bin", "training_args.json", "trainer_state.json", "optimizer.pt",
+    "scheduler.pt", "scaler.pt", "all_results.json", "eval_results.json", "train_results.json", "train_log.jsonl",
+    "eval_predictions.jsonl", "runs", "checkpoints", "logs", ".git", "__pycache__", ".cache", ".ipynb_checkpoints",
+    ".DS_Store",
+}
+NOT_CARRIED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".pyc")
 
 
 def model_folder_of(folder: pathlib.Path) -> pathlib.Path:
@@ -56,11 +75,48 @@ def run_metrics(folder: pathlib.Path) -> dict | None:
     return None
 
 
+def hand_written_card(folder: pathlib.Path) -> str | None:
+    """The text of `folder/README.md` unless an export generated it (listed unchanged in the folder's manifest)."""
+    from soft_hf.export import files_not_from_export, read_export_manifest
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    foreign = {entry.split(" (changed")[0] for entry in files_not_from_export(folder)}
+    if read_export_manifest(folder) is not None and "README.md" not in foreign:
+        return None  # the export's own card: generated again with the current metrics
+    return readme.read_text(encoding="utf-8")
+
+
+def carried_files(model_folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Files and folders of a model folder that the export does not generate and that are not training state:
+    they are copied into the staged export unchanged (a LICENSE, images of the card, ...)."""
+    carried = {}
+    for path in sorted(model_folder.iterdir()):
+        name = path.name
+        if name in GENERATED_NAMES or name in NOT_CARRIED_NAMES or TRAINER_CHECKPOINT.match(name):
+            continue
+        if name.endswith(GENERATED_SUFFIXES) or name.endswith(NOT_CARRIED_SUFFIXES) or name.startswith("rng_state"):
+            continue
+        carried[name] = path
+    return carried
+
+
+def with_metadata(card: str, generated_card: str) -> str:
+    """`card` as is when it starts with a YAML metadata block, else the generated card's block in front of it."""
+    if card.startswith("---\n"):
+        return card
+    end = generated_card.index("\n---\n", 4) + len("\n---\n")
+    return generated_card[:end] + "\n" + card
+
+
 def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Namespace) -> pathlib.Path:
-    """Export the model found in a model folder / training output to `staging` with soft_hf."""
+    """Export the model found in a model folder / training output to `staging` with soft_hf, keeping a hand-written
+    README.md (of FOLDER or of the model folder) and the model folder's other files that are not generated."""
     from transformers import AutoImageProcessor
 
     import soft_hf
+    from soft_hf.export import render_model_card
 
     model_folder = model_folder_of(folder)
     config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
@@ -79,16 +135,28 @@ def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Nam
         if (candidate / "preprocessor_config.json").is_file():
             processor = AutoImageProcessor.from_pretrained(candidate)
             break
-    return soft_hf.export_pretrained(
-        model,
-        staging,
-        image_processor=processor,
+    card_arguments = dict(
         metrics=run_metrics(folder),
         dataset_name=args.dataset_name,
         provenance=args.provenance
         or f"Weights of the training run saved in `{model_folder.name}`, exported with soft-hf's "
         "`scripts/push_to_hub.py`.",
         repo_id=args.repo_id,
+    )
+    card = hand_written_card(folder) or (hand_written_card(model_folder) if model_folder != folder else None)
+    if card is not None:
+        generated = render_model_card(
+            model.config, num_parameters=sum(p.numel() for p in model.parameters()), **card_arguments
+        )
+        card = with_metadata(card, generated)
+    return soft_hf.export_pretrained(
+        model,
+        staging,
+        image_processor=processor,
+        model_card=card,
+        extra_files=carried_files(model_folder) if model_folder == folder else None,
+        overwrite=True,  # the staging folder of an earlier run (foreign files there are still refused)
+        **card_arguments,
     )
 
 
@@ -113,29 +181,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def is_upload_ready(folder: pathlib.Path) -> bool:
+    """Whether FOLDER is uploaded as is: a valid Hub-ready folder that is not a training output."""
+    from soft_hf.export import validate_export_folder
+
+    try:
+        validate_export_folder(folder)
+    except ValueError:
+        return False
+    return not any(path.is_dir() and TRAINER_CHECKPOINT.match(path.name) for path in folder.iterdir())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from soft_hf.export import validate_export_folder, verify_remote_loading
+    from soft_hf.export import upload_file_list, validate_export_folder, verify_remote_loading
 
     folder = args.folder.expanduser().absolute()
     temporary = None
     try:
-        try:
-            validate_export_folder(folder)
-            if any(path.is_dir() for path in folder.iterdir()):
-                raise ValueError(f"{folder} also holds sub-folders (checkpoints, logs): export it first")
+        if is_upload_ready(folder):
             upload_folder = folder
-        except ValueError:
+        else:
             staging = args.staging_dir
             if staging is None:
                 temporary = tempfile.TemporaryDirectory(prefix="soft-push-")
                 staging = pathlib.Path(temporary.name) / (args.repo_id or folder.name).rsplit("/", 1)[-1]
             upload_folder = stage_folder(folder, staging, args)
         validate_export_folder(upload_folder)
-        report = {"folder": str(upload_folder), "files": sorted(p.name for p in upload_folder.iterdir() if p.is_file())}
+        files = upload_file_list(upload_folder)
+        report = {"folder": str(upload_folder), "staged": upload_folder != folder, "files": files}
         if not args.skip_load_check:
             report["remote_code_check"] = verify_remote_loading(upload_folder)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         if temporary is not None:
             temporary.cleanup()
@@ -144,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         report["uploaded"] = False
         print(json.dumps(report, indent=2))
-        print(f"dry run: {upload_folder} is ready to upload; nothing was uploaded.", file=sys.stderr)
+        target = args.repo_id or "the repository"
+        print(
+            f"dry run: would upload these {len(files)} files of {upload_folder} to {target}:\n  "
+            + "\n  ".join(files)
+            + "\nnothing was uploaded.",
+            file=sys.stderr,
+        )
         if temporary is not None and args.staging_dir is None:
             print("(the staging folder was temporary; pass --staging-dir to keep it)", file=sys.stderr)
             temporary.cleanup()

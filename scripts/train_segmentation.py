@@ -14,6 +14,12 @@ ADE20K-like (512 crops, 160k iterations in mmseg; scale accordingly):
         --backbone soft-norm-small --pretrained_backbone soft-norm-small-imagenet/ --crop_size 512 \
         --max_train_steps 160000 --learning_rate 6e-5 --warmup_steps 1500 --max_landmarks 256
 
+Every mask is checked against its image before training starts (size, class values, 0/255 binary masks); the
+error names each bad file. `--checkpointing_steps N` saves the training state to `OUTPUT_DIR/checkpoints/step_N`
+(as scripts/train.py does) and `--resume_from_checkpoint latest` continues exactly: the data order depends only on
+(seed, epoch), each image's augmentation only on (seed, epoch, index), and the checkpoint restores weights,
+optimizer, scheduler and random states.
+
 The output folder holds the model (`UperNetForSemanticSegmentation.from_pretrained(folder)` after `import soft_hf`),
 its image processor, `eval_results.json` (mean IoU with `evaluate`) and `train_log.jsonl` (loss per step).
 """
@@ -38,6 +44,7 @@ from accelerate.utils import set_seed  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
 
+from soft_hf.data import EpochShuffleSampler  # noqa: E402
 from soft_hf.segmentation import (  # noqa: E402
     IGNORE_INDEX,
     SegmentationCollator,
@@ -50,6 +57,12 @@ from soft_hf.segmentation import (  # noqa: E402
     save_segmentation_model,
     segmentation_image_processor,
     to_jsonable,
+)
+from soft_hf.training import (  # noqa: E402
+    TRAINING_STATE_NAME,
+    _truncate_train_log,
+    resolve_checkpoint,
+    save_checkpoint,
 )
 
 
@@ -110,7 +123,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     training.add_argument("--logging_steps", type=int, default=10)
     training.add_argument("--seed", type=int, default=42)
     training.add_argument("--report_to", default=None, help="Accelerate tracker, e.g. tensorboard.")
+    run = parser.add_argument_group("checkpoints")
+    run.add_argument("--checkpointing_steps", type=int, help="Save the training state every N optimiser steps.")
+    run.add_argument("--checkpoints_total_limit", type=int, help="Keep only the newest N checkpoints.")
+    run.add_argument(
+        "--resume_from_checkpoint",
+        help="'latest' (newest checkpoint in OUTPUT_DIR/checkpoints, or start afresh if none) or a checkpoint folder.",
+    )
+    run.add_argument(
+        "--stop_after_steps",
+        type=int,
+        help="End this invocation after N optimiser steps with a checkpoint (continue with --resume_from_checkpoint).",
+    )
     args = parser.parse_args(argv)
+    if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
+        parser.error("--checkpointing_steps must be at least 1.")
     if len(args.crop_size) not in (1, 2):
         parser.error("--crop_size takes one (square) or two (height width) integers.")
     if not 0.0 < args.validation_split < 1.0 and args.validation_dir is None:
@@ -142,7 +169,7 @@ def split_datasets(args, train_transform, eval_transform):
         reduce_labels=args.reduce_labels,
         ignore_index=args.ignore_index,
     )
-    train_set = SegmentationImageFolder(args.train_dir, transform=train_transform, **folder_options)
+    train_set = SegmentationImageFolder(args.train_dir, transform=train_transform, seed=args.seed, **folder_options)
     if args.validation_dir is not None:
         return train_set, SegmentationImageFolder(args.validation_dir, transform=eval_transform, **folder_options)
     if len(train_set) < 2:
@@ -173,6 +200,25 @@ def parameter_groups(model, weight_decay: float, learning_rate: float, head_lr_m
     return list(groups.values())
 
 
+def resume(args, accelerator, setup: dict, progress: dict) -> dict:
+    """Load the checkpoint named by --resume_from_checkpoint; return the saved progress (unchanged if none yet)."""
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is None:
+        accelerator.print(f"No checkpoint in {args.output_dir} yet: starting from scratch.")
+        return progress
+    saved = json.loads((Path(checkpoint) / TRAINING_STATE_NAME).read_text(encoding="utf-8"))
+    changed = {key: (saved["setup"].get(key), value) for key, value in setup.items() if saved["setup"].get(key) != value}
+    if changed:
+        differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
+        raise ValueError(
+            f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
+            "processes, batch size, accumulation, number of steps and seed."
+        )
+    accelerator.load_state(checkpoint)
+    accelerator.print(f"Resumed from {checkpoint} at step {saved['completed_steps']}.")
+    return {key: saved[key] for key in progress}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -198,7 +244,12 @@ def main(argv=None) -> dict:
         ignore_index=args.ignore_index,
     )
     train_set, validation_set = split_datasets(args, train_transform, SegmentationEvalTransforms(image_processor))
-    id2label = read_id2label(args, train_set.dataset if isinstance(train_set, Subset) else train_set)
+    train_folder = train_set.dataset if isinstance(train_set, Subset) else train_set
+    id2label = read_id2label(args, train_folder)
+    # Every mask is checked now, not when a batch first needs it.
+    train_folder.check_masks(len(id2label))
+    if args.validation_dir is not None:
+        validation_set.check_masks(len(id2label))
 
     model = build_upernet(
         args.backbone,
@@ -218,10 +269,12 @@ def main(argv=None) -> dict:
         model.backbone.activation_checkpointing_enable()
 
     collator = SegmentationCollator(ignore_index=args.ignore_index)
+    # The order of epoch e depends only on (seed, e), so a resumed run sees the batches of the uninterrupted one.
+    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
     train_loader = DataLoader(
         train_set,
         batch_size=args.per_device_train_batch_size,
-        shuffle=True,
+        sampler=train_sampler,
         drop_last=len(train_set) > args.per_device_train_batch_size,
         collate_fn=collator,
         num_workers=args.num_workers,
@@ -250,18 +303,42 @@ def main(argv=None) -> dict:
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    batches_per_epoch = len(train_loader)
+    setup = {
+        "num_processes": accelerator.num_processes,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_train_steps": max_train_steps,
+        "seed": args.seed,
+    }
+    progress = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0}
+    if args.resume_from_checkpoint:
+        progress = resume(args, accelerator, setup, progress)
+    if accelerator.is_main_process:
+        _truncate_train_log(str(output_dir), progress["completed_steps"])  # drop steps after the checkpoint
     log_path = output_dir / "train_log.jsonl"
-    log_file = log_path.open("w") if accelerator.is_main_process else None
+    log_file = log_path.open("a") if accelerator.is_main_process else None
     accelerator.print(
         f"Training UperNet + {args.backbone if not args.pretrained_backbone else args.pretrained_backbone}: "
         f"{len(train_set)} training / {len(validation_set)} validation images, {len(id2label)} classes, "
         f"{max_train_steps} steps."
     )
 
-    step, metrics, start = 0, {}, time.time()
+    def checkpoint() -> None:
+        save_checkpoint(
+            accelerator, str(output_dir), {**progress, "setup": setup}, total_limit=args.checkpoints_total_limit
+        )
+
+    step, metrics, start = progress["completed_steps"], {}, time.time()
     model.train()
     while step < max_train_steps:
-        for batch in train_loader:
+        epoch, skip = progress["epoch"], progress["batches_in_epoch"]
+        train_sampler.set_epoch(epoch)
+        train_folder.set_epoch(epoch)
+        train_loader.set_epoch(epoch)  # Accelerate's loader sets its sampler's epoch from its own counter
+        loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+        for batch in loader:
+            progress["batches_in_epoch"] += 1
             with accelerator.accumulate(model):
                 loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
                 accelerator.backward(loss)
@@ -273,6 +350,7 @@ def main(argv=None) -> dict:
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            progress["completed_steps"] = step
             loss_value = accelerator.gather(loss.detach()).mean().item()
             record = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
             if log_file is not None:
@@ -287,8 +365,22 @@ def main(argv=None) -> dict:
                 accelerator.print(f"step {step}: mean IoU {metrics['mean_iou']:.4f}")
                 if args.report_to:
                     accelerator.log({"eval/mean_iou": metrics["mean_iou"]}, step=step)
+            stop_now = args.stop_after_steps is not None and args.stop_after_steps <= step < max_train_steps
+            if (args.checkpointing_steps and step % args.checkpointing_steps == 0) or stop_now:
+                checkpoint()
+            if stop_now:
+                if log_file is not None:
+                    log_file.close()
+                accelerator.print(f"Stopped after step {step} as asked; continue with --resume_from_checkpoint latest.")
+                accelerator.wait_for_everyone()
+                accelerator.end_training()
+                return {"step": step, "stopped_early": True}
             if step >= max_train_steps:
                 break
+        if progress["batches_in_epoch"] >= batches_per_epoch:
+            progress["epoch"], progress["batches_in_epoch"] = epoch + 1, 0
+    if args.checkpointing_steps and not (output_dir / "checkpoints" / f"step_{step}").is_dir():
+        checkpoint()  # the end of training: resuming a finished run only re-evaluates and saves
 
     metrics = evaluate_segmentation(model, validation_loader, accelerator, args.ignore_index)
     accelerator.print(

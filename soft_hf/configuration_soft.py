@@ -22,6 +22,10 @@ SOFT_PRESETS = {
 }
 NORMALIZATIONS = ("none", "symmetric")
 INVERSE_METHODS = ("newton", "cholesky", "auto")
+# Which landmark matrices share one Newton step size alpha (see `SoftConfig.newton_step_scope`).
+NEWTON_STEP_SCOPES = ("head", "image", "batch")
+# How the Newton inverse is differentiated (see `SoftConfig.newton_backward`).
+NEWTON_BACKWARDS = ("analytic", "unrolled")
 
 
 class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
@@ -56,6 +60,21 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
         newton_ridge (`float`, *optional*):
             Ridge added to the landmark matrix before inversion. `None` picks the official value: 0.01 for plain
             SOFT, 0 for SOFT-Norm.
+        newton_step_scope (`str`, *optional*):
+            Which landmark matrices share the step size alpha of the Newton initialisation V0 = alpha A (Eq. (8)).
+            20 steps are often far from converged, so alpha is part of the function a checkpoint learned.
+            `"head"`: one alpha per (image, head), the official plain SOFT rule. `"image"`: one alpha per image,
+            shared by the heads of the layer; the official SOFT-Norm rule for a single image, and independent of the
+            batch. `"batch"`: one alpha for the whole batch, exactly the official SOFT-Norm code, whose output for
+            an image depends on the other images of its batch (only to replicate evaluations made with it).
+            `None` picks the official rule without its batch dependence: `"head"` for SOFT, `"image"` for
+            SOFT-Norm.
+        newton_backward (`str`, *optional*):
+            How the Newton inverse is differentiated. `"analytic"`: the paper's once-only gradient of a matrix
+            inverse, dL/dA = -A^+T (dL/dA^+) A^+T (Sec. 3.2), which the official plain SOFT trains with.
+            `"unrolled"`: autograd through the step size and the unrolled Newton steps, as the official SOFT-Norm
+            code trains; the two agree only where the iteration has converged. `None` follows each official
+            variant: `"analytic"` for SOFT, `"unrolled"` for SOFT-Norm.
         normalization (`str`, defaults to `"none"`): `"none"` for SOFT, `"symmetric"` for SOFT-Norm
             (D^-1/2 A^+ D^-1/2, D the row sums of the landmark kernel).
         inverse_method (`str`, defaults to `"newton"`):
@@ -99,6 +118,8 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
     landmark_act: str = "gelu"
     newton_iterations: int = 20
     newton_ridge: float | None = None
+    newton_step_scope: str | None = None
+    newton_backward: str | None = None
     normalization: str = "none"
     inverse_method: str = "newton"
     max_landmarks: int | None = None
@@ -151,6 +172,12 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
         if self.inverse_method not in INVERSE_METHODS:
             raise ValueError(f"`inverse_method` must be one of {INVERSE_METHODS}, got {self.inverse_method!r}.")
+        if self.newton_step_scope is not None and self.newton_step_scope not in NEWTON_STEP_SCOPES:
+            raise ValueError(
+                f"`newton_step_scope` must be None or one of {NEWTON_STEP_SCOPES}, got {self.newton_step_scope!r}."
+            )
+        if self.newton_backward is not None and self.newton_backward not in NEWTON_BACKWARDS:
+            raise ValueError(f"`newton_backward` must be None or one of {NEWTON_BACKWARDS}, got {self.newton_backward!r}.")
         if self.newton_iterations < 1:
             raise ValueError(f"`newton_iterations` must be at least 1, got {self.newton_iterations}.")
         if self.max_landmarks is not None and self.max_landmarks < 1:
@@ -168,11 +195,28 @@ class SoftConfig(BackboneConfigMixin, PreTrainedConfig):
             return float(self.newton_ridge)
         return 0.0 if self.normalization == "symmetric" else 0.01
 
+    @property
+    def step_scope(self) -> str:
+        """Which matrices share one Newton step size: `newton_step_scope`, else per (image, head) for SOFT and per
+        image for SOFT-Norm (the official rules, without SOFT-Norm's dependence on the batch)."""
+        if self.newton_step_scope is not None:
+            return self.newton_step_scope
+        return "image" if self.normalization == "symmetric" else "head"
+
+    @property
+    def inverse_backward(self) -> str:
+        """How the Newton inverse is differentiated: `newton_backward`, else as each official variant trained
+        (analytic once-only for SOFT, unrolled steps for SOFT-Norm)."""
+        if self.newton_backward is not None:
+            return self.newton_backward
+        return "unrolled" if self.normalization == "symmetric" else "analytic"
+
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "SoftConfig":
         """Build an official preset: `soft-tiny` ... `soft-huge`, or `soft-norm-tiny` ... `soft-norm-huge`.
 
-        Plain and -Norm twins differ only in `normalization` (and hence the default ridge).
+        Plain and -Norm twins differ only in `normalization` (and hence the default ridge, Newton step scope and
+        Newton backward).
         """
         key = name.lower().replace("_", "-")
         key = key[len("soft-") :] if key.startswith("soft-") else key

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -75,10 +76,7 @@ def load_official_state_dict(path: str | os.PathLike, use_ema: bool = False) -> 
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # the unpickler names the global it refused
-            raise ValueError(
-                f"Cannot read {path!s} as a SOFT checkpoint with the safe loader (only tensors, containers and "
-                f"argparse.Namespace are allowed): {error}"
-            ) from error
+            raise ValueError(f"Cannot read {path!s} as a SOFT checkpoint: {describe_load_error(path, error)}") from error
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{path!s} holds a {type(checkpoint).__name__}, not a checkpoint dict or state dict.")
     order = ("state_dict_ema", "state_dict", "model") if use_ema else ("state_dict", "model", "state_dict_ema")
@@ -91,6 +89,33 @@ def load_official_state_dict(path: str | os.PathLike, use_ema: bool = False) -> 
             raise ValueError(f"Entry {key!r} of the state dict in {path!s} is a {type(value).__name__}, not a tensor.")
         tensors[key[len("module.") :] if key.startswith("module.") else key] = value
     return tensors
+
+
+def describe_load_error(path: str | os.PathLike, error: Exception) -> str:
+    """Why `torch.load(path, weights_only=True)` failed, in words a user of the converter can act on (torch's own
+    message advises `weights_only=False`, which the converter never uses)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty (0 bytes)."
+    message = str(error)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if refused:
+        return (
+            f"it holds a pickled `{refused[1]}` object, which the safe loader (tensors, containers and "
+            "argparse.Namespace only) refuses; official SOFT checkpoints hold nothing else. If the file comes from a "
+            "source you trust, re-save its state dict alone (`torch.save(checkpoint['state_dict'], 'clean.pth')`) "
+            "and convert that."
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    damaged_zip = head == b"PK" and not zipfile.is_zipfile(path)
+    if damaged_zip or isinstance(error, EOFError) or "central directory" in message or "truncated" in message.lower():
+        return f"the file is truncated or corrupted ({size} bytes); download or copy it again."
+    if head != b"PK" and not head.startswith(b"\x80"):
+        return f"it is not a PyTorch checkpoint ({size} bytes, neither a torch.save zip archive nor a pickle)."
+    details = re.search(r"WeightsUnpickler error: (.+)", message)
+    first_line = (details[1] if details else message.strip().splitlines()[0] if message.strip() else "").strip()
+    return f"{type(error).__name__}: {first_line}" if first_line else f"{type(error).__name__} ({size} bytes)."
 
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], variant: str, **overrides) -> SoftConfig:

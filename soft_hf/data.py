@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import logging
 import os
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+
+from .image_processing_soft import convert_image_to_rgb, decode_image
 
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,10 @@ IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 # Names under which Hub datasets commonly publish their held-out split, in order of preference.
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
+# Files from which `datasets`' imagefolder reads labels instead of folder names.
+IMAGEFOLDER_METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
+# WordNet ids naming the class folders of ImageNet-style data (`imagenet/val/n01440764/...`).
+SYNSET_PATTERN = re.compile(r"^n\d{8}$")
 # At most this many unreadable images are logged one by one (all of them are counted).
 MAX_LOGGED_UNREADABLE = 10
 UNREADABLE_LABEL = -1
@@ -175,6 +181,57 @@ def _check_folder(path: str, flag: str) -> None:
     has_files = any(files for _, _, files in os.walk(path))
     if not has_files:
         raise ValueError(f"{flag} {path!r} contains no files. Put the images in one sub-folder per class.")
+
+
+def _is_hidden(name: str) -> bool:
+    """Names `datasets` skips when it lists a folder: hidden files (`.DS_Store`, macOS `._x.jpg`) and `__MACOSX`."""
+    return name.startswith((".", "__"))
+
+
+def check_class_folder_layout(path: str, flag: str) -> None:
+    """Refuse image folders whose labels `datasets`' imagefolder would get wrong.
+
+    Labels come from folder names only when every image sits exactly one level down (`path/<class>/<image>`):
+    images deeper down are labelled by their innermost folder (`cat/indoor/1.jpg` becomes class `indoor`), and an
+    image directly in `path` drops the label column altogether. Both are refused with the layout found and the fix.
+    Folders with a metadata file (labels given in `metadata.csv/jsonl/parquet`) and hidden files are not checked."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    if any(os.path.isfile(os.path.join(path, name)) for name in IMAGEFOLDER_METADATA_FILES):
+        return
+    extensions = {extension.lower() for extension in ImageFolder.EXTENSIONS}
+    by_depth: dict[int, list[str]] = {}
+    for directory, subdirectories, files in os.walk(path):
+        subdirectories[:] = sorted(name for name in subdirectories if not _is_hidden(name))
+        for name in sorted(files):
+            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in extensions:
+                continue
+            relative = os.path.relpath(os.path.join(directory, name), path)
+            by_depth.setdefault(relative.count(os.sep) + 1, []).append(relative)
+
+    def examples(paths: list[str]) -> str:
+        return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    if 1 in by_depth:
+        raise ValueError(
+            f"{flag} {path!r} has {len(by_depth[1])} image(s) directly in it, outside any class sub-folder: "
+            f"{examples(by_depth[1])}. Every image must sit in the sub-folder of its class ({path}/<class>/<image>): "
+            "move these images into their class folder or remove them."
+        )
+    nested = sorted(relative for depth, paths in by_depth.items() if depth > 2 for relative in paths)
+    if nested:
+        parts = nested[0].split(os.sep)
+        layout = (
+            "nested class folders (<class>/<sub-folder>/.../<image>)"
+            if 2 not in by_depth
+            else f"mixed depths ({len(by_depth[2])} image(s) in <class>/<image>, {len(nested)} deeper down)"
+        )
+        raise ValueError(
+            f"{flag} {path!r} has {layout}, e.g. {examples(nested)}. Labels come from the folder that holds each "
+            f"image, so {parts[0]}/{parts[1]}/... would be labelled {parts[-2]!r}, not {parts[0]!r}. Use one level of "
+            f"class folders: move the images of {parts[0]}/{parts[1]}/ into {parts[0]}/ (renaming clashing files), or "
+            f"make each sub-folder its own class folder directly under {path}."
+        )
 
 
 def _undecoded(dataset, image_column: str):
@@ -324,6 +381,7 @@ def load_image_classification_data(
         ):
             if folder is not None:
                 _check_folder(folder, flag)
+                check_class_folder_layout(folder, flag)
                 data_files[split_name] = os.path.join(folder, "**")
         loaded = datasets.load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir, streaming=streaming)
         source = "image folders " + ", ".join(
@@ -392,30 +450,69 @@ def load_image_classification_data(
     )
 
 
-def label_mapping_to_model(dataset_label_names: Sequence[str], id2label: dict[int, str]) -> list[int]:
+def label_mapping_to_model(
+    dataset_label_names: Sequence[str], id2label: dict[int, str], for_training: bool = True
+) -> list[int]:
     """Map dataset class indices to a model's class indices.
 
     If the model names its classes (anything but Transformers' placeholder `LABEL_i`), classes are matched by name
-    and every dataset class must exist in the model; otherwise the counts must agree and indices are kept.
-    Raises `ValueError` naming the mismatch and the fix."""
+    and every dataset class must exist in the model; otherwise the counts must agree and indices are kept. Class
+    folders named by WordNet synset (`n01440764`, ImageNet-style data) map to a 1000-class model in ImageNet-1k
+    order (timm's, the order of converted official checkpoints, whose labels are timm's descriptions).
+    Raises `ValueError` naming the mismatch and the fix (`for_training` selects the advice: a new head when
+    fine-tuning, matching data when evaluating)."""
     model_names = [id2label[index] for index in sorted(id2label)]
+    fix = (
+        "Fine-tune a new head with --ignore_mismatched_sizes, or train on data with the model's label set."
+        if for_training
+        else "Evaluate on data whose class folders (or label names) are the model's classes (config.id2label), or "
+        "WordNet synset ids (n01440764, ...) for an ImageNet-1k model."
+    )
+    positions = {name: index for index, name in enumerate(model_names)}
+    if dataset_label_names and all(name in positions for name in dataset_label_names):
+        return [positions[name] for name in dataset_label_names]
+    synset_mapping = imagenet_synset_mapping(dataset_label_names, model_names)
+    if synset_mapping is not None:
+        return synset_mapping
     generic = all(name == f"LABEL_{index}" for index, name in enumerate(model_names))
     if generic:
         if len(model_names) != len(dataset_label_names):
             raise ValueError(
-                f"The model has {len(model_names)} output classes but the data has {len(dataset_label_names)}; "
-                "train a new head with --ignore_mismatched_sizes (fine-tuning) or evaluate on matching data."
+                f"The model has {len(model_names)} output classes but the data has {len(dataset_label_names)}. {fix}"
             )
         return list(range(len(dataset_label_names)))
-    positions = {name: index for index, name in enumerate(model_names)}
     missing = [name for name in dataset_label_names if name not in positions]
-    if missing:
-        raise ValueError(
-            f"The data has classes the model does not know: {missing[:10]}{' ...' if len(missing) > 10 else ''} "
-            f"(model classes: {model_names[:10]}{' ...' if len(model_names) > 10 else ''}). Fine-tune a new head "
-            "with --ignore_mismatched_sizes, or evaluate on data with the model's label set."
-        )
-    return [positions[name] for name in dataset_label_names]
+    raise ValueError(
+        f"The data has classes the model does not know: {missing[:10]}{' ...' if len(missing) > 10 else ''} "
+        f"(model classes: {model_names[:10]}{' ...' if len(model_names) > 10 else ''}). {fix}"
+    )
+
+
+def imagenet_synset_mapping(dataset_label_names: Sequence[str], model_names: Sequence[str]) -> list[int] | None:
+    """Model indices of ImageNet-1k class folders named by WordNet synset, or None when the data is not named by
+    synsets or the model does not have 1000 classes. The model's class `i` must be ImageNet-1k class `i` (named by
+    timm's description, its synset, or `LABEL_i`); otherwise a `ValueError` says which class disagrees."""
+    if not dataset_label_names or not all(SYNSET_PATTERN.match(name) for name in dataset_label_names):
+        return None
+    if len(model_names) != 1000:
+        return None
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    order = {synset: index for index, synset in enumerate(info.label_names())}
+    unknown = [name for name in dataset_label_names if name not in order]
+    if unknown:
+        raise ValueError(f"The class folders {unknown[:10]} are WordNet synsets but not ImageNet-1k classes.")
+    mapping = [order[name] for name in dataset_label_names]
+    for synset, index in zip(dataset_label_names, mapping):
+        description = info.index_to_description(index)
+        if model_names[index] not in (description, synset, f"LABEL_{index}"):
+            raise ValueError(
+                f"The class folder {synset} is ImageNet-1k class {index} ({description!r}), but the model names its "
+                f"class {index} {model_names[index]!r}: the model's classes are not in ImageNet-1k order, so the "
+                "folders cannot be matched to them."
+            )
+    return mapping
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -447,27 +544,22 @@ def seeded_random_state(seed: int):
         torch.random.set_rng_state(torch_state)
 
 
-def decode_image(value: Any) -> PIL.Image.Image:
+def decode_dataset_image(value: Any) -> PIL.Image.Image:
     """An RGB PIL image from what a `datasets` image column holds: a PIL image, `{"bytes", "path"}`, a path or an
-    array. Raises `OSError`/`ValueError` for unreadable data."""
+    array. Files go through `decode_image` and in-memory images through `convert_image_to_rgb` (both from
+    `image_processing_soft`), so training and evaluation see the pixels the image processor and `predict.py` see.
+    Raises `OSError`/`ValueError` for unreadable data."""
     if isinstance(value, PIL.Image.Image):
-        image = value
-    elif isinstance(value, dict) and (value.get("bytes") is not None or value.get("path")):
-        if value.get("bytes") is not None:
-            image = PIL.Image.open(io.BytesIO(value["bytes"]))
-        else:
-            image = PIL.Image.open(value["path"])
-        image.load()
-    elif isinstance(value, str):
-        image = PIL.Image.open(value)
-        image.load()
-    elif isinstance(value, np.ndarray):
-        image = PIL.Image.fromarray(value)
-    else:
-        raise ValueError(f"Cannot read an image from a value of type {type(value).__name__}.")
-    if image.width == 0 or image.height == 0:
-        raise ValueError("empty image")
-    return image.convert("RGB")
+        return convert_image_to_rgb(value)
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        return decode_image(value["bytes"])
+    if isinstance(value, dict) and value.get("path"):
+        return decode_image(value["path"])
+    if isinstance(value, (str, os.PathLike)):
+        return decode_image(value)
+    if isinstance(value, np.ndarray):
+        return convert_image_to_rgb(PIL.Image.fromarray(value))
+    raise ValueError(f"Cannot read an image from a value of type {type(value).__name__}.")
 
 
 def _describe_source(value: Any) -> str:
@@ -530,7 +622,7 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
     def process(self, example: dict[str, Any], index: int) -> dict[str, Any]:
         label = self.convert_label(example[self.label_column])
         try:
-            image = decode_image(example[self.image_column])
+            image = decode_dataset_image(example[self.image_column])
         except Exception as error:  # PIL raises many types for corrupt files
             if self.num_logged_unreadable < MAX_LOGGED_UNREADABLE:
                 logger.warning(
@@ -731,6 +823,9 @@ __all__ = [
     "build_eval_transform",
     "build_train_transform",
     "collate_image_classification",
+    "check_class_folder_layout",
+    "decode_dataset_image",
+    "imagenet_synset_mapping",
     "label_mapping_to_model",
     "load_fashion_mnist",
     "load_image_classification_data",

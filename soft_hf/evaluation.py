@@ -176,7 +176,7 @@ def run_evaluation(args: argparse.Namespace) -> dict:
     split = data.split(args.split)
     if args.split == "train" and args.max_eval_samples is not None and not data.streaming:
         split = split.shuffle(seed=args.seed).select(range(min(args.max_eval_samples, len(split))))
-    label_mapping = label_mapping_to_model(data.label_names, model.config.id2label)
+    label_mapping = label_mapping_to_model(data.label_names, model.config.id2label, for_training=False)
     label_names = [model.config.id2label[index] for index in sorted(model.config.id2label)]
     dataset_class = StreamingImageClassificationDataset if data.streaming else ImageClassificationDataset
     dataset = dataset_class(

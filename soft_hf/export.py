@@ -11,6 +11,9 @@ This module does not travel with checkpoints (it imports `soft_hf`).
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import hashlib
 import json
 import math
 import os
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +38,7 @@ from .image_processing_soft import SoftImageProcessor
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 MODEL_CARDS_DIR = PACKAGE_DIR.parent / "model_cards"
+NEWTON_SCOPE_WORDS = {"head": "(image, head)", "image": "image", "batch": "batch"}
 MODEL_CARD_TEMPLATE = MODEL_CARDS_DIR / "template.md"
 
 # Files every exported folder carries; the model files may import more flat modules, which are copied too.
@@ -44,14 +49,13 @@ MODEL_AUTO_CLASSES = {
     "AutoBackbone": "SoftBackbone",
 }
 IMAGE_PROCESSOR_CLASSES = {"torchvision": "SoftImageProcessor", "pil": "SoftImageProcessorPil"}
-# Files `export_pretrained` writes; an existing output folder is only replaced if it holds nothing else.
-EXPORT_FILE_NAMES = {
-    "config.json",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "preprocessor_config.json",
-    "README.md",
-}
+# Every export lists the files it wrote (with their SHA-256) here. An existing output folder is replaced only if the
+# manifest accounts for every file in it, unchanged: files of anyone else are never deleted or overwritten.
+EXPORT_MANIFEST_NAME = "export_manifest.json"
+EXPORT_MANIFEST_FORMAT = "soft-hf export manifest 1"
+# Never uploaded to the Hub: version-control, caches, byte code, OS litter.
+UPLOAD_IGNORED_DIRECTORIES = {".git", "__pycache__", ".cache", ".ipynb_checkpoints", ".hg", ".svn"}
+UPLOAD_IGNORED_FILES = {".DS_Store", "Thumbs.db"}
 
 # ImageNet-1k top-1 reported by the authors (not measured here). Plain SOFT: NeurIPS 2021 paper table, repeated in the
 # official README. SOFT-Norm: the official README (github.com/fudan-zvg/SOFT, IJCV 2024 extension). Params/GFLOPs are
@@ -200,7 +204,8 @@ def _architecture_section(config, num_parameters: int | None) -> str:
         f"- Classes: {config.num_labels}",
         f"- Normalisation of the landmark inverse: `{config.normalization}`"
         + (" (SOFT-Norm: D^-1/2 A^+ D^-1/2)" if config.normalization == "symmetric" else " (plain SOFT)"),
-        f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}",
+        f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}, "
+        f"one step size per {NEWTON_SCOPE_WORDS[config.step_scope]}, {config.inverse_backward} backward",
         f"- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
         + (f", pooled to at most {config.max_landmarks}" if config.max_landmarks else ""),
         f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other "
@@ -524,19 +529,41 @@ def push_to_hub(
     check_remote_loading: bool = True,
 ) -> dict:
     """Validate a Hub-ready folder (and, by default, load it with remote code in a fresh process), create the
-    repository (and `revision` branch) if needed and upload the folder. Returns the repo and commit URLs."""
+    repository (and `revision` branch) if needed and upload exactly the files of `upload_file_list(folder)` (every
+    file but version-control folders, caches and byte code); files of the Hub repository that the folder does not
+    have are left alone. Returns the repo and commit URLs and the uploaded files."""
     from huggingface_hub import create_branch, create_repo, upload_folder
 
     folder = validate_export_folder(folder)
     if check_remote_loading:
         verify_remote_loading(folder)
+    files = upload_file_list(folder)
     repo_url = create_repo(repo_id, private=private, exist_ok=True, token=token, repo_type="model")
     if revision:
         create_branch(repo_id, branch=revision, exist_ok=True, token=token)
     commit = upload_folder(
-        repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message, token=token
+        repo_id=repo_id,
+        folder_path=folder,
+        revision=revision,
+        commit_message=commit_message,
+        token=token,
+        allow_patterns=files,
     )
-    return {"repo_url": str(repo_url), "commit_url": str(getattr(commit, "commit_url", commit))}
+    return {"repo_url": str(repo_url), "commit_url": str(getattr(commit, "commit_url", commit)), "files": files}
+
+
+def upload_file_list(folder: str | os.PathLike) -> list[str]:
+    """The files of `folder` that are uploaded to the Hub, as sorted relative POSIX paths: everything except
+    version-control folders (`.git/`), caches (`__pycache__/`, `.cache/`), byte code and OS litter."""
+    folder = pathlib.Path(folder)
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        subdirectories[:] = [name for name in subdirectories if name not in UPLOAD_IGNORED_DIRECTORIES]
+        for name in names:
+            if name in UPLOAD_IGNORED_FILES or name.endswith((".pyc", ".pyo")):
+                continue
+            files.append((pathlib.Path(directory) / name).relative_to(folder).as_posix())
+    return sorted(files)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -544,21 +571,141 @@ def push_to_hub(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _check_replaceable(output_dir: pathlib.Path) -> None:
-    if not output_dir.exists():
-        return
-    if not output_dir.is_dir():
-        raise ValueError(f"{output_dir} exists and is not a folder; choose another output path.")
-    def written_by_export(path: pathlib.Path) -> bool:
-        name = path.name
-        return path.is_file() and (name in EXPORT_FILE_NAMES or path.suffix == ".py" or name.startswith("model-"))
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    foreign = sorted(path.name for path in output_dir.iterdir() if not written_by_export(path))
+
+def _folder_files(folder: pathlib.Path) -> list[str]:
+    """Every file (and symlink) under `folder` as sorted relative POSIX paths, and empty folders as `name/`."""
+    found = []
+    for directory, subdirectories, names in os.walk(folder):
+        found.extend((pathlib.Path(directory) / name).relative_to(folder).as_posix() for name in names)
+        if not names and not subdirectories and pathlib.Path(directory) != folder:
+            found.append(pathlib.Path(directory).relative_to(folder).as_posix() + "/")  # an empty folder
+    return sorted(found)
+
+
+def read_export_manifest(folder: str | os.PathLike) -> dict[str, str] | None:
+    """`{relative path: sha256}` of the files an export wrote into `folder`, or None without a (valid) manifest."""
+    path = pathlib.Path(folder) / EXPORT_MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_MANIFEST_FORMAT:
+        return None
+    files = manifest.get("files")
+    return dict(files) if isinstance(files, dict) else None
+
+
+def files_not_from_export(folder: str | os.PathLike) -> list[str]:
+    """Files in `folder` that no export wrote: not listed in its manifest, or changed since (`name (changed since
+    the export)`). Every file counts when the folder has no manifest."""
+    folder = pathlib.Path(folder)
+    manifest = read_export_manifest(folder) or {}
+    foreign = []
+    for name in _folder_files(folder):
+        if name == EXPORT_MANIFEST_NAME and manifest:
+            continue
+        path = folder / name
+        if name not in manifest or path.is_symlink() or not path.is_file():
+            foreign.append(name)
+        elif _sha256(path) != manifest[name]:
+            foreign.append(f"{name} (changed since the export)")
+    return foreign
+
+
+def _check_replaceable(output_dir: pathlib.Path, overwrite: bool) -> None:
+    """Refuse to write into a folder holding anything an earlier export did not write (listing it), and to replace
+    an earlier export unless `overwrite`."""
+    if not output_dir.exists() and not output_dir.is_symlink():
+        return
+    if not output_dir.is_dir() or output_dir.is_symlink():
+        raise ValueError(f"{output_dir} exists and is not a folder; choose another output path.")
+    if not any(output_dir.iterdir()):
+        return  # an empty folder
+    foreign = files_not_from_export(output_dir)
     if foreign:
+        listed = "\n  - ".join(foreign[:20]) + (f"\n  ... and {len(foreign) - 20} more" if len(foreign) > 20 else "")
         raise ValueError(
-            f"{output_dir} exists and holds files an export does not write ({', '.join(foreign[:10])}"
-            f"{', ...' if len(foreign) > 10 else ''}); refusing to replace it. Export to a new or empty folder."
+            f"{output_dir} holds files that no earlier export wrote (per its {EXPORT_MANIFEST_NAME}):\n  - {listed}\n"
+            "Refusing to export there, so that none of them is deleted or overwritten: export to a new or empty "
+            "folder, or move these files away first."
         )
+    if not overwrite:
+        raise ValueError(
+            f"{output_dir} holds an earlier export. Pass overwrite=True (--overwrite on the command line) to replace "
+            "it, or export to a new folder."
+        )
+
+
+def _exchange_paths(first: pathlib.Path, second: pathlib.Path) -> bool:
+    """Swap two existing paths in one step with Linux's `renameat2(RENAME_EXCHANGE)`. Returns False where that is
+    not available (other systems, old kernels, file systems without support)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _backup_name(destination: pathlib.Path) -> str:
+    return f".{destination.name}.old-"
+
+
+def replace_folder(staging: str | os.PathLike, destination: str | os.PathLike, exchange: bool = True) -> None:
+    """Move the complete folder `staging` to `destination`, replacing what is there.
+
+    On Linux the two folders are swapped in one atomic step (`renameat2(RENAME_EXCHANGE)`), so at every moment
+    `destination` names either the old or the new complete folder, whenever the process is killed; the old folder
+    is then deleted. Elsewhere (or with `exchange=False`) the old folder is first renamed to a hidden backup beside
+    it, restored if the second rename fails, and restored by `restore_interrupted_replace` if the process died
+    between the two renames."""
+    staging, destination = pathlib.Path(staging), pathlib.Path(destination)
+    if not destination.exists():
+        os.rename(staging, destination)
+        return
+    if exchange and _exchange_paths(staging, destination):
+        shutil.rmtree(staging, ignore_errors=True)  # now the old folder
+        return
+    backup = destination.with_name(_backup_name(destination) + uuid.uuid4().hex[:8])
+    os.rename(destination, backup)
+    try:
+        os.rename(staging, destination)
+    except BaseException:
+        os.rename(backup, destination)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def restore_interrupted_replace(destination: str | os.PathLike) -> pathlib.Path | None:
+    """If `destination` is missing because a `replace_folder` without atomic exchange was killed between its two
+    renames, rename the hidden backup (the old complete folder) back. Returns the restored path, or None."""
+    destination = pathlib.Path(destination)
+    if destination.exists() or not destination.parent.is_dir():
+        return None
+    backups = sorted(
+        (path for path in destination.parent.glob(_backup_name(destination) + "*") if path.is_dir()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if not backups:
+        return None
+    os.rename(backups[-1], destination)
+    return destination
 
 
 def _write_json(path: pathlib.Path, data: dict) -> None:
@@ -576,22 +723,29 @@ def export_pretrained(
     provenance: str | None = None,
     repo_id: str | None = None,
     license: str = "apache-2.0",
+    overwrite: bool = False,
+    extra_files: Mapping[str, str | os.PathLike] | None = None,
 ) -> pathlib.Path:
-    """Write a Hub-ready folder atomically (temp dir beside `output_dir`, then rename over it).
+    """Write a Hub-ready folder atomically (temp dir beside `output_dir`, then swapped in, see `replace_folder`).
 
     Contents: `config.json` whose `auto_map` covers AutoConfig, AutoModel, AutoModelForImageClassification and
     AutoBackbone; `model.safetensors`; `preprocessor_config.json` (`image_processor` or a default
     `SoftImageProcessor`) with its own `auto_map` for AutoImageProcessor (torchvision and PIL backends); the flat code
     files (configuration_soft.py, modeling_soft.py, soft_attention.py, image_processing_soft.py and any flat module
     they import with `from .x import`); `README.md` (`model_card` text if given, else generated from
-    `model_cards/template.md` with the config, `metrics` measured on `dataset_name`, `provenance` and `repo_id`).
+    `model_cards/template.md` with the config, `metrics` measured on `dataset_name`, `provenance` and `repo_id`);
+    `export_manifest.json`, the SHA-256 of every file written.
+
+    Nothing that an export did not write is ever deleted or overwritten: an existing `output_dir` must be empty or
+    hold only the unchanged files of an earlier export (listed in its manifest), and the latter is replaced only with
+    `overwrite=True`. Anything else is refused with a `ValueError` listing the files.
 
     Works for models of soft_hf and for models loaded with `trust_remote_code=True` (classes in
     `transformers_modules`): code files are copied from the directory of the model class's module.
 
     Args:
         model: `SoftForImageClassification`, `SoftModel` or `SoftBackbone` (from soft_hf or remote code).
-        output_dir: the folder to write; an existing folder is replaced only if it holds export files alone.
+        output_dir: the folder to write: new, empty, or an earlier export (replaced only with `overwrite`).
         image_processor: processor to save (default: `SoftImageProcessor()`, the official evaluation transform).
         model_card: full README.md text, used as is.
         metrics: numbers measured for these weights (e.g. `{"eval_accuracy": 0.91}`), shown in the card; they go into
@@ -600,13 +754,17 @@ def export_pretrained(
         provenance: where the weights come from (conversion, training run); shown in the card.
         repo_id: Hub repository id used in the card's usage snippets.
         license: Hub license identifier of the card metadata.
+        overwrite: replace an earlier export in `output_dir` (never files that an export did not write).
+        extra_files: more files or folders to copy into the export, `{relative name: source path}` (e.g. the
+            images of a hand-written card); they are listed in the manifest like the generated files.
 
     Returns:
         The path of the written folder.
     """
     _check_model(model)
     output_dir = pathlib.Path(output_dir).expanduser().absolute()
-    _check_replaceable(output_dir)
+    restore_interrupted_replace(output_dir)
+    _check_replaceable(output_dir, overwrite)
     code_files = collect_code_files(model, image_processor)
     auto_map = model_auto_map(model)
     processor = image_processor if image_processor is not None else SoftImageProcessor()
@@ -650,15 +808,21 @@ def export_pretrained(
                 license=license,
             )
         (staging / "README.md").write_text(model_card, encoding="utf-8")
+        for name, source in (extra_files or {}).items():
+            target = staging / name
+            if target.exists() or pathlib.PurePosixPath(name).is_absolute() or ".." in pathlib.PurePosixPath(name).parts:
+                raise ValueError(f"extra_files entry {name!r} would replace a file of the export or leave the folder.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if pathlib.Path(source).is_dir():
+                shutil.copytree(source, target, symlinks=False)
+            else:
+                shutil.copyfile(source, target)
         validate_export_folder(staging)
+        manifest = {name: _sha256(staging / name) for name in _folder_files(staging)}
+        _write_json(staging / EXPORT_MANIFEST_NAME, {"format": EXPORT_MANIFEST_FORMAT, "files": manifest})
 
-        backup = None
-        if output_dir.exists():
-            backup = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            os.rename(output_dir, backup / output_dir.name)
-        os.rename(staging, output_dir)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        _check_replaceable(output_dir, overwrite)  # again: the folder may have changed while the model was saved
+        replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -667,8 +831,13 @@ def export_pretrained(
 
 __all__ = [
     "export_pretrained",
+    "files_not_from_export",
     "push_to_hub",
+    "read_export_manifest",
     "render_model_card",
+    "replace_folder",
+    "restore_interrupted_replace",
+    "upload_file_list",
     "validate_export_folder",
     "verify_remote_loading",
     "write_preset_cards",

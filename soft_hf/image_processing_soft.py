@@ -14,14 +14,19 @@ Inputs may be PIL images, NumPy arrays or torch tensors (channels first or last)
 grayscale+alpha, RGBA, palette, CMYK, 1-bit and 16-bit images are converted to 8-bit RGB (transparency is composited
 on white); inputs that are not images, and empty inputs, raise a `ValueError` that says what was received.
 
+[`decode_image`] is the one way image files become pixels in soft-hf: this processor (for paths), training,
+evaluation, segmentation and `scripts/predict.py` all call it, so a file gives the same pixels when training and
+when serving (EXIF orientation applied, 16-bit rescaled, transparency composited on white, palette/CMYK converted).
+
 This file travels with exported checkpoints and is imported by Transformers from the checkpoint folder.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import PIL.Image
@@ -36,6 +41,10 @@ from transformers.image_utils import (
     SizeDict,
 )
 from transformers.processing_utils import ImagesKwargs, Unpack
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 DEFAULT_CROP_PCT = 0.9
@@ -81,9 +90,17 @@ def _as_size_dict(size: Any) -> dict[str, int]:
 
 
 def resolve_crop_pct(kwargs: dict, crop_pct_default: float | None, crop_size_default: Any) -> dict:
-    """Replace `size` by the crop_pct-derived resize target when crop_pct is set.
+    """Settle `size` and `crop_pct` for one construction or call.
 
-    An explicit `size` that disagrees with `crop_pct` is an error rather than being silently ignored."""
+    - An explicit `size` without an explicit `crop_pct` is honoured, as Transformers' DeiT and ConvNeXt processors
+      honour it: `crop_pct` is then not applied (set to None).
+    - Otherwise, with `crop_pct` in effect, `size` becomes timm's resize target `floor(crop_size / crop_pct)`; an
+      explicit `size` that disagrees with an explicit `crop_pct` is an error rather than being silently ignored.
+    """
+    kwargs = dict(kwargs)
+    if kwargs.get("size") is not None and "crop_pct" not in kwargs:
+        kwargs["crop_pct"] = None
+        return kwargs
     crop_pct = kwargs.get("crop_pct", crop_pct_default)
     if crop_pct is None:
         return kwargs
@@ -95,7 +112,6 @@ def resolve_crop_pct(kwargs: dict, crop_pct_default: float | None, crop_size_def
             f"`size`={_as_size_dict(given)} contradicts crop_pct={crop_pct} with crop_size={crop_size}, which "
             f"resizes to {derived}. Pass `crop_pct=None` to resize to `size`, or drop `size`."
         )
-    kwargs = dict(kwargs)
     kwargs["size"] = derived
     return kwargs
 
@@ -123,30 +139,62 @@ def _integer_array_to_uint8(array: np.ndarray) -> np.ndarray:
     if minimum < 0 or maximum > 65535:
         raise ValueError(
             f"Integer image of dtype {array.dtype} has values in [{minimum}, {maximum}], outside 8-bit [0, 255] and "
-            "16-bit [0, 65535] ranges: convert it to uint8 (or float in [0, 1]) first."
+            "16-bit [0, 65535] ranges: convert it to uint8 first (or to floats in [0, 1] and pass `do_rescale=False`)."
         )
     if maximum > 255:
         return np.round(array.astype(np.float32) / 257.0).astype(np.uint8)
     return array.astype(np.uint8)
 
 
+def convert_image_to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """An 8-bit RGB copy of a PIL image, the same way for every caller: 16-bit (and 32-bit integer) images are
+    rescaled to 8 bits instead of being clipped at 255, transparency (RGBA, LA, PA, palette with a transparent
+    colour) is composited on white, palette, CMYK, 1-bit and the other modes are converted. RGB images are returned
+    as they are. Empty images and 32-bit float images (no fixed range) raise a `ValueError`."""
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Got an empty image of {image.width}x{image.height} pixels.")
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in SIXTEEN_BIT_MODES:
+        # PIL's own convert("RGB") clips 16-bit values at 255; rescale to 8 bits instead.
+        array = np.asarray(image.convert("I"), dtype=np.int64)  # (height, width)
+        if mode.startswith("I;16"):
+            array = np.round(array / 257.0).astype(np.uint8)
+        return PIL.Image.fromarray(_integer_array_to_uint8(array)).convert("RGB")
+    if mode == "F":
+        raise ValueError(
+            "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image, or pass a float "
+            "array scaled to [0, 255] (or to [0, 1] with `do_rescale=False`) instead."
+        )
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        rgba = image.convert("RGBA")
+        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(source: str | os.PathLike | bytes | IO[bytes]) -> PIL.Image.Image:
+    """Read an image file (a path, its bytes or a binary file object) into an 8-bit RGB PIL image.
+
+    The EXIF orientation is applied (`PIL.ImageOps.exif_transpose`), then `convert_image_to_rgb` converts the
+    pixels. Unreadable or truncated files raise PIL's `OSError` (`PIL.UnidentifiedImageError` for non-images)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    with PIL.Image.open(source) as opened:
+        opened.load()  # decode now: truncated files fail here, inside the `with`
+        image = PIL.ImageOps.exif_transpose(opened)
+        if image is opened:
+            image = opened.copy()
+    return convert_image_to_rgb(image)
+
+
 def standardize_image(image: Any) -> Any:
     """Check one image and convert what the backends cannot take (16-bit, 1-bit, CMYK, 2-D arrays, odd dtypes)."""
     if isinstance(image, PIL.Image.Image):
-        if image.width == 0 or image.height == 0:
-            raise ValueError(f"Got an empty image of {image.width}x{image.height} pixels.")
-        if image.mode in SIXTEEN_BIT_MODES:
-            # PIL's own convert("RGB") clips 16-bit values at 255; rescale to 8 bits instead.
-            array = np.asarray(image.convert("I"), dtype=np.int64)
-            return PIL.Image.fromarray(_integer_array_to_uint8(array)).convert("RGB")
-        if image.mode == "F":
-            raise ValueError(
-                "32-bit float PIL images (mode 'F') have no fixed range; convert to an 8-bit image or pass a float "
-                "array scaled to [0, 1] instead."
-            )
-        if image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-            return image.convert("RGB")
-        return image
+        return convert_image_to_rgb(image)
     if isinstance(image, (np.ndarray, torch.Tensor)):
         if image.ndim not in (2, 3):
             raise ValueError(
@@ -226,32 +274,50 @@ class SoftImageProcessorMixin:
 
     def preprocess(self, images, *args, **kwargs: Unpack[SoftImageProcessorKwargs]) -> BatchFeature:
         """Preprocess an image or a batch of images (see the class docstring for accepted inputs)."""
+        if kwargs.get("do_rescale", self.do_rescale) and _has_float_images_in_unit_range(images):
+            logger.warning_once(
+                "It looks like you are trying to rescale already rescaled images: float pixel values in [0, 1] are "
+                "divided by 255 again with `do_rescale=True`. Pass `do_rescale=False` for images in [0, 1]."
+            )
         kwargs = resolve_crop_pct(kwargs, self.crop_pct, self.crop_size)
         return super().preprocess(images, *args, **kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Serialisable settings. With `crop_pct` set, `size` is derived from it and `crop_size`, so it is not saved:
-        `from_pretrained(..., crop_pct=0.95)` then just works."""
-        output = super().to_dict()
-        if output.get("crop_pct") is not None:
-            output.pop("size", None)
-        return output
+    @classmethod
+    def from_dict(cls, image_processor_dict: dict[str, Any], **kwargs):
+        """Build from saved settings (`preprocessor_config.json`) updated by `kwargs`. The saved `size` is the one
+        `crop_pct` derived, so a new `crop_pct` (without `size`) derives it anew, and a new `size` (without
+        `crop_pct`) is honoured as is."""
+        image_processor_dict = dict(image_processor_dict)
+        if "crop_pct" in kwargs and "size" not in kwargs:
+            image_processor_dict.pop("size", None)
+        if "size" in kwargs and "crop_pct" not in kwargs:
+            image_processor_dict["crop_pct"] = None
+        return super().from_dict(image_processor_dict, **kwargs)
 
     def fetch_images(self, image_url_or_urls):
-        """Open local image files with PIL keeping their mode (16-bit stays 16-bit until `standardize_image`
-        rescales it; the base loaders clip it at 255), applying the EXIF orientation; URLs go to the backend."""
+        """Open local image files with `decode_image` (EXIF orientation, 16-bit rescaled, transparency on white:
+        the same pixels as in training); URLs go to the backend."""
         if isinstance(image_url_or_urls, (list, tuple)):
             return [self.fetch_images(item) for item in image_url_or_urls]
         if isinstance(image_url_or_urls, str) and os.path.isfile(image_url_or_urls):
-            image = PIL.ImageOps.exif_transpose(PIL.Image.open(image_url_or_urls))
-            image.load()
-            return image
+            return decode_image(image_url_or_urls)
         return super().fetch_images(image_url_or_urls)
 
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         """Load paths/URLs, then check, convert and flatten the images (see `flatten_images`)."""
         images = self.fetch_images(images) if _contains_strings(images) else images
         return flatten_images(images)
+
+
+def _has_float_images_in_unit_range(images: Any) -> bool:
+    """Whether the input holds a float array or tensor whose values all lie in [0, 1] (already rescaled)."""
+    if isinstance(images, (list, tuple)):
+        return any(_has_float_images_in_unit_range(image) for image in images)
+    if isinstance(images, torch.Tensor) and images.is_floating_point() and images.numel():
+        return bool(images.min() >= 0) and bool(images.max() <= 1)
+    if isinstance(images, np.ndarray) and np.issubdtype(images.dtype, np.floating) and images.size:
+        return bool(images.min() >= 0) and bool(images.max() <= 1)
+    return False
 
 
 def _contains_strings(images: Any) -> bool:
@@ -305,4 +371,4 @@ class SoftImageProcessorPil(SoftImageProcessorMixin, PilBackend):
         return image[..., top : top + size.height, left : left + size.width]
 
 
-__all__ = ["SoftImageProcessor", "SoftImageProcessorPil"]
+__all__ = ["SoftImageProcessor", "SoftImageProcessorPil", "convert_image_to_rgb", "decode_image"]

@@ -20,7 +20,15 @@ from transformers.modeling_outputs import BackboneOutput, BaseModelOutputWithPoo
 from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_soft import SoftConfig
-from .soft_attention import SoftLinear, SoftSelfAttention, activation_for, channels_last_map, landmark_grid, use_onednn
+from .soft_attention import (
+    SoftSelfAttention,
+    activation_for,
+    channels_last_map,
+    fused_linear,
+    is_unobserved,
+    landmark_grid,
+    use_onednn,
+)
 
 
 def drop_path(input: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
@@ -106,8 +114,13 @@ class SoftPatchEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         layers = list(self.projection)
-        if use_onednn(pixel_values, layers[0].weight) and is_conv_norm_relu_chain(layers):
-            # float32 CPU inference: each conv + eval-mode BatchNorm + ReLU as one oneDNN convolution
+        if (
+            is_conv_norm_relu_chain(layers)
+            and use_onednn(pixel_values, *self.projection.parameters())
+            and is_unobserved(self.projection, *layers)
+        ):
+            # float32 CPU inference that nothing observes: each conv + eval-mode BatchNorm + ReLU as one oneDNN
+            # convolution
             hidden_states = pixel_values
             for conv, norm, _ in zip(layers[0::3], layers[1::3], layers[2::3]):
                 weight, bias = fold_batch_norm(conv, norm)
@@ -143,10 +156,11 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor
     return weight, (conv_bias - norm.running_mean) * scale + norm.bias
 
 
-def add_residual(branch: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """`residual + branch`, written into the branch's buffer when it can be (the branch is the fresh output of a
-    block's attention or MLP, and no autograd formula needs it), which saves a full-size allocation per add."""
-    if branch.dtype == residual.dtype and branch.shape == residual.shape and not torch.compiler.is_compiling():
+def add_residual(branch: torch.Tensor, residual: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """`residual + branch`, written into the branch's buffer when `in_place` (the branch is the fresh output of a
+    block's attention or MLP that no hook can hold, and no autograd formula needs it), which saves a full-size
+    allocation per add."""
+    if in_place and branch.dtype == residual.dtype and branch.shape == residual.shape and not torch.compiler.is_compiling():
         return branch.add_(residual)
     return residual + branch
 
@@ -158,19 +172,16 @@ MLP_MIN_CHUNK_ROWS = 256
 
 
 class SoftMlp(nn.Module):
+    """fc2(Dropout(act(fc1(x)))) followed by dropout; the activation is fused into fc1's GEMM in float32 CPU inference
+    (`fused_linear`)."""
+
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str, dropout_prob: float = 0.0):
         super().__init__()
-        self.fc1 = SoftLinear(hidden_size, intermediate_size)
-        # ACT2FN, with a faster tanh GELU on the CPU; in place on fc1's fresh output
-        self.act = activation_for(hidden_act, inplace=True)
-        self.fc2 = SoftLinear(intermediate_size, hidden_size)
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.act = activation_for(hidden_act)  # ACT2FN, with a faster tanh GELU on the CPU
+        self.activation_dropout = nn.Dropout(dropout_prob)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
         self.dropout = nn.Dropout(dropout_prob)
-
-    def fc1_activation(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """act(fc1(x)), as one oneDNN kernel where possible (fc1 may have been replaced, e.g. by an adapter)."""
-        if isinstance(self.fc1, SoftLinear):
-            return self.fc1.forward_with_activation(hidden_states, self.act)
-        return self.act(self.fc1(hidden_states))
 
     def rows_per_chunk(self) -> int:
         """Tokens per chunk of the chunked inference MLP (see `MLP_CHUNK_ELEMENTS`)."""
@@ -178,21 +189,24 @@ class SoftMlp(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         chunked = (
-            isinstance(self.fc1, SoftLinear)
-            and isinstance(self.fc2, SoftLinear)
-            and hidden_states.numel() // hidden_states.shape[-1] > self.rows_per_chunk()
-            and use_onednn(hidden_states, self.fc1.weight)
+            hidden_states.numel() // max(hidden_states.shape[-1], 1) > self.rows_per_chunk()
+            and type(self.fc1) is nn.Linear
+            and type(self.fc2) is nn.Linear
+            and use_onednn(hidden_states, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+            and is_unobserved(self.fc1, self.act, self.activation_dropout, self.fc2, self.dropout)
         )
         if not chunked:
-            return self.dropout(self.fc2(self.dropout(self.fc1_activation(hidden_states))))
-        # Inference on many tokens (high resolution): the MLP acts on each token alone, so it runs on chunks of
-        # tokens whose intermediate activations stay in the cache instead of streaming through memory.
+            hidden_states = self.activation_dropout(fused_linear(self.fc1, hidden_states, self.act))
+            return self.dropout(fused_linear(self.fc2, hidden_states))
+        # Inference on many tokens (high resolution) that nothing observes: the MLP acts on each token alone, so it
+        # runs on chunks of tokens whose intermediate activations stay in the cache instead of streaming through
+        # memory.
         rows_per_chunk = self.rows_per_chunk()
         tokens = hidden_states.reshape(-1, hidden_states.shape[-1])  # (batch * seq_len, hidden_size)
         output = tokens.new_empty(tokens.shape[0], self.fc2.out_features)
         for start in range(0, tokens.shape[0], rows_per_chunk):
-            chunk = self.fc1_activation(tokens[start : start + rows_per_chunk])
-            output[start : start + rows_per_chunk] = self.dropout(self.fc2(self.dropout(chunk)))
+            chunk = self.activation_dropout(fused_linear(self.fc1, tokens[start : start + rows_per_chunk], self.act))
+            output[start : start + rows_per_chunk] = self.dropout(fused_linear(self.fc2, chunk))
         return output.reshape(*hidden_states.shape[:-1], self.fc2.out_features)
 
 
@@ -219,9 +233,14 @@ class SoftLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         attention_output = self.attention(hidden_states, height, width)
-        hidden_states = self.attention_norm(add_residual(self.attention_dropout(attention_output), hidden_states))
+        # the branches are fresh buffers unless a hook could hold them (on the block's modules that return them)
+        own_attention_output = is_unobserved(self.attention, self.attention.output, self.attention_dropout)
+        hidden_states = self.attention_norm(
+            add_residual(self.attention_dropout(attention_output), hidden_states, in_place=own_attention_output)
+        )
         mlp_output = self.mlp(hidden_states)
-        return self.mlp_norm(add_residual(self.mlp_dropout(mlp_output), hidden_states))
+        own_mlp_output = is_unobserved(self.mlp, self.mlp.fc2, self.mlp.dropout, self.mlp_dropout)
+        return self.mlp_norm(add_residual(self.mlp_dropout(mlp_output), hidden_states, in_place=own_mlp_output))
 
 
 class SoftSoftmaxAttention(nn.Module):
@@ -239,10 +258,10 @@ class SoftSoftmaxAttention(nn.Module):
         self.num_attention_heads = num_attention_heads
         self.attention_head_size = hidden_size // num_attention_heads
         self.max_keys = config.max_landmarks
-        self.query = SoftLinear(hidden_size, hidden_size, bias=config.qkv_bias)
-        self.key_value = SoftLinear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
+        self.query = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.key_value = nn.Linear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
         self.attention_dropout_prob = config.attention_probs_dropout_prob
-        self.proj = SoftLinear(hidden_size, hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
         self.proj_dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def key_value_inputs(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -258,16 +277,17 @@ class SoftSoftmaxAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch_size, seq_len, hidden_size = hidden_states.shape
         heads, head_size = self.num_attention_heads, self.attention_head_size
-        query = self.query(hidden_states).view(batch_size, seq_len, heads, head_size).transpose(1, 2)
+        query = fused_linear(self.query, hidden_states).view(batch_size, seq_len, heads, head_size).transpose(1, 2)
         key_value_inputs = self.key_value_inputs(hidden_states, height, width)  # (batch, num_keys, hidden_size)
         num_keys = key_value_inputs.shape[1]
         # (2, batch, heads, num_keys, head_size)
-        key_value = self.key_value(key_value_inputs).view(batch_size, num_keys, 2, heads, head_size).permute(2, 0, 3, 1, 4)
+        key_value = fused_linear(self.key_value, key_value_inputs)
+        key_value = key_value.view(batch_size, num_keys, 2, heads, head_size).permute(2, 0, 3, 1, 4)
         context = F.scaled_dot_product_attention(
             query, key_value[0], key_value[1], dropout_p=self.attention_dropout_prob if self.training else 0.0
         )  # (batch, heads, seq_len, head_size)
         context = context.transpose(1, 2).reshape(batch_size, seq_len, hidden_size)
-        return self.proj_dropout(self.proj(context))
+        return self.proj_dropout(fused_linear(self.proj, context))
 
 
 class SoftSoftmaxLayer(GradientCheckpointingLayer):
@@ -278,7 +298,8 @@ class SoftSoftmaxLayer(GradientCheckpointingLayer):
         hidden_size = config.hidden_sizes[stage_index]
         self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.attention = SoftSoftmaxAttention(config, hidden_size, config.num_attention_heads[stage_index])
-        self.drop_path = SoftDropPath(drop_prob) if drop_prob > 0.0 else nn.Identity()
+        self.attention_drop_path = SoftDropPath(drop_prob) if drop_prob > 0.0 else nn.Identity()
+        self.mlp_drop_path = SoftDropPath(drop_prob) if drop_prob > 0.0 else nn.Identity()
         self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.mlp = SoftMlp(
             hidden_size,
@@ -289,8 +310,8 @@ class SoftSoftmaxLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         attention_output = self.attention(self.layernorm_before(hidden_states), height, width)
-        hidden_states = hidden_states + self.drop_path(attention_output)
-        return hidden_states + self.drop_path(self.mlp(self.layernorm_after(hidden_states)))
+        hidden_states = hidden_states + self.attention_drop_path(attention_output)
+        return hidden_states + self.mlp_drop_path(self.mlp(self.layernorm_after(hidden_states)))
 
 
 class SoftStage(nn.Module):
@@ -319,7 +340,7 @@ class SoftStage(nn.Module):
             patch_positions = resize_position_embeddings(self.position_embeddings[:, 1:], height, width)
             cls_tokens = self.cls_token.expand(embeddings.shape[0], -1, -1)
             embeddings = torch.cat((cls_tokens, embeddings), dim=1)  # (batch, 1 + height * width, channels)
-            return embeddings + torch.cat((cls_position, patch_positions), dim=1)
+            return self.dropout(embeddings + torch.cat((cls_position, patch_positions), dim=1))
         embeddings = embeddings + resize_position_embeddings(self.position_embeddings, height, width)
         return self.dropout(embeddings)
 
@@ -366,7 +387,7 @@ class SoftEncoder(nn.Module):
             tokens = stage(embedding_map.flatten(2).transpose(1, 2), height, width)  # (batch, [1 +] h * w, channels)
             spatial_tokens = tokens[:, 1:] if stage.is_last else tokens
             # (batch, channels, height, width): a channels-last view of the tokens
-            hidden_states = spatial_tokens.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2)
+            hidden_states = spatial_tokens.reshape(batch_size, height, width, spatial_tokens.shape[-1]).permute(0, 3, 1, 2)
             if output_hidden_states:
                 hidden_states = hidden_states.contiguous()
                 feature_maps += (hidden_states,)
@@ -428,8 +449,12 @@ class SoftPreTrainedModel(PreTrainedModel):
                 f"Input of {height}x{width} pixels is too small: SOFT with landmark strides {self.config.sr_ratios[:-1]} "
                 f"needs at least {smallest}x{smallest} pixels; resize the images (the default processor gives 224x224)."
             )
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(pixel_values).all()):
-            raise ValueError("`pixel_values` contains NaN or infinite values; check the image decoding and normalisation.")
+        # reading the values on the host is free on the CPU; on an accelerator it would synchronise every forward pass
+        if pixel_values.device.type == "cpu" and not torch.compiler.is_compiling():
+            if not bool(torch.isfinite(pixel_values).all()):
+                raise ValueError(
+                    "`pixel_values` contains NaN or infinite values; check the image decoding and normalisation."
+                )
 
 
 class SoftModel(SoftPreTrainedModel):

@@ -25,11 +25,14 @@ import evaluate
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from transformers import SegformerImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
 
 from .configuration_soft import SoftConfig
+from .data import sample_seed, seeded_random_state
+from .export import replace_folder
+from .image_processing_soft import decode_image
 from .modeling_soft import SoftBackbone, minimum_image_size
 
 
@@ -40,6 +43,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+EXIF_ORIENTATION_TAG = 0x0112
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+# At most this many problems are listed one by one when masks are checked (all of them are counted).
+MAX_LISTED_PROBLEMS = 20
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -215,7 +223,7 @@ def save_segmentation_model(
     overwrite: bool = True,
 ) -> Path:
     """Write model, image processor and metrics (`eval_results.json`) to `output_dir` atomically: everything goes to
-    a temporary folder beside it that replaces `output_dir` by a rename once complete."""
+    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.export.replace_folder`)."""
     output_dir = Path(output_dir).resolve()
     if output_dir.exists() and not overwrite:
         raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
@@ -227,13 +235,7 @@ def save_segmentation_model(
             image_processor.save_pretrained(staging)
         if metrics is not None:
             (staging / "eval_results.json").write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
-        previous = None
-        if output_dir.exists():
-            previous = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-            output_dir.rename(previous)
-        staging.rename(output_dir)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+        replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -263,14 +265,25 @@ def to_jsonable(value):
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A label mask as `(height, width)` int64 class indices. Grey (8/16-bit), palette (indices) and 1-bit PNGs are
-    accepted; colour masks are refused because their colours are not class indices."""
+    accepted; colour masks are refused because their colours are not class indices. An EXIF orientation is applied
+    as for images (`decode_image`)."""
     with Image.open(path) as mask:
         if mask.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LA"):
             raise ValueError(
                 f"Mask {path} has colour mode {mask.mode}: masks must hold one class index per pixel (grey or palette "
                 "PNG). Convert colour-coded masks to index masks first."
             )
-        return np.array(mask).astype(np.int64)
+        return np.array(ImageOps.exif_transpose(mask)).astype(np.int64)
+
+
+def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
+    """`(width, height)` of an image file as `decode_image` returns it (EXIF orientation applied), read from the
+    header without decoding the pixels."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION_TAG) in SWAPPING_ORIENTATIONS:
+            width, height = height, width
+    return width, height
 
 
 def reduce_labels(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -283,7 +296,11 @@ def reduce_labels(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndar
 class SegmentationImageFolder(Dataset):
     """Images and label masks paired by relative path without extension: `root/images/a/b.jpg` <->
     `root/masks/a/b.png`. Items are `transform(image, mask)` with `image` an RGB PIL image and `mask` an int64
-    `(height, width)` array (or `{"image", "mask", "path"}` without a transform)."""
+    `(height, width)` array (or `{"image", "mask", "path"}` without a transform).
+
+    With a `seed`, the transform of sample `index` in epoch `e` draws its randomness from RNGs seeded with
+    `(seed, e, index)` and the global RNG states are restored afterwards (`soft_hf.data.seeded_random_state`), so the
+    augmentation does not depend on workers or on resuming, and never moves the RNGs that dropout uses."""
 
     def __init__(
         self,
@@ -293,9 +310,12 @@ class SegmentationImageFolder(Dataset):
         masks_dir: str = "masks",
         reduce_labels: bool = False,
         ignore_index: int = IGNORE_INDEX,
+        seed: int | None = None,
     ):
         self.root = Path(root)
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
         self.reduce_labels = reduce_labels
         self.ignore_index = ignore_index
         image_root, mask_root = self.root / images_dir, self.root / masks_dir
@@ -332,8 +352,7 @@ class SegmentationImageFolder(Dataset):
 
     def load(self, index: int) -> tuple[Image.Image, np.ndarray]:
         image_path, mask_path = self.samples[index]
-        with Image.open(image_path) as image:
-            image = image.convert("RGB")
+        image = decode_image(image_path)
         mask = read_mask(mask_path)
         if mask.shape != (image.height, image.width):
             raise ValueError(
@@ -344,11 +363,73 @@ class SegmentationImageFolder(Dataset):
             mask = reduce_labels(mask, self.ignore_index)
         return image, mask
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of `epoch` (with a `seed`)."""
+        self.epoch = int(epoch)
+
     def __getitem__(self, index: int):
         image, mask = self.load(index)
         if self.transform is None:
             return {"image": image, "mask": mask, "path": str(self.samples[index][0])}
-        return self.transform(image, mask)
+        if self.seed is None:
+            return self.transform(image, mask)
+        with seeded_random_state(sample_seed(self.seed, self.epoch, index)):
+            return self.transform(image, mask)
+
+    def check_masks(self, num_labels: int) -> None:
+        """Read every mask once and check it against its image before anything is trained; raise one `ValueError`
+        naming every bad file: unreadable files, masks whose size differs from their image's, class values outside
+        0 .. num_labels - 1 that are not `ignore_index`, and masks saved as 0/255 (255 is the ignore index, so such a
+        "binary" data set would train background only)."""
+        problems, binary, background_only = [], [], 0
+        for image_path, mask_path in self.samples:
+            try:
+                width, height = image_size_of(image_path)
+            except Exception as error:  # PIL raises many types for corrupt files
+                problems.append(f"cannot read image {image_path}: {error}")
+                continue
+            try:
+                mask = read_mask(mask_path)
+            except Exception as error:
+                problems.append(f"cannot read mask {mask_path}: {error}")
+                continue
+            if mask.shape != (height, width):
+                problems.append(
+                    f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
+                    f"{width}x{height}"
+                )
+                continue
+            values = np.unique(mask)
+            if not self.reduce_labels and self.ignore_index == IGNORE_INDEX:
+                if set(values.tolist()) == {0, 255}:
+                    binary.append(mask_path)
+                background_only += set(values.tolist()) == {0}
+            if self.reduce_labels:
+                values = np.unique(reduce_labels(mask, self.ignore_index))
+            bad = [int(value) for value in values if value != self.ignore_index and not 0 <= value < num_labels]
+            if bad:
+                problems.append(
+                    f"mask {mask_path} holds class values {bad[:10]} outside 0..{num_labels - 1} "
+                    f"({num_labels} classes; {self.ignore_index} = ignored)"
+                )
+        if binary and len(binary) + background_only == len(self.samples):
+            raise ValueError(
+                f"Every mask under {self.root} holds only the values 0 and 255 (e.g. {binary[0]}): binary masks saved "
+                f"as 0/255. 255 is the ignore index, so the foreground would be ignored and the model would learn "
+                "background only (and score a mean IoU of 1.0). Save the masks as 0/1 (e.g. "
+                "`Image.fromarray((np.array(Image.open(path)) > 127).astype(np.uint8)).save(path)`) and train with "
+                "--num_labels 2."
+            )
+        if problems:
+            listed = problems[:MAX_LISTED_PROBLEMS]
+            more = len(problems) - len(listed)
+            raise ValueError(
+                f"{len(problems)} of the {len(self.samples)} image/mask pairs under {self.root} cannot be trained "
+                "on:\n  - " + "\n  - ".join(listed) + (f"\n  ... and {more} more" if more else "") + "\nFix or "
+                "remove these files (masks must have the size of their image and hold class indices "
+                f"0..{num_labels - 1}, or {self.ignore_index} for ignored pixels; --num_labels or --id2label sets the "
+                "classes)."
+            )
 
     def label_values(self) -> list[int]:
         """Sorted class indices present in the masks (after `reduce_labels`), without the ignore index."""
@@ -719,6 +800,7 @@ __all__ = [
     "build_upernet",
     "check_trainable_size",
     "evaluate_segmentation",
+    "image_size_of",
     "intersection_and_union",
     "load_backbone_weights",
     "MeanIoU",

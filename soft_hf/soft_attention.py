@@ -18,6 +18,7 @@ the projections (no head transposes), and offers an exact Cholesky solve of the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -62,14 +63,6 @@ def _tanh_gelu_into(inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return output
 
 
-def tanh_gelu_inplace(inputs: torch.Tensor) -> torch.Tensor:
-    """Overwrite a contiguous tensor with its tanh GELU, chunk by chunk (one small temporary per chunk)."""
-    for chunk in inputs.view(-1).split(GELU_CHUNK_ELEMENTS):
-        gate = chunk.square().mul_(_GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(chunk).sigmoid_()
-        chunk.mul_(gate)
-    return inputs
-
-
 class TanhGELUFunction(torch.autograd.Function):
     """The tanh-approximated GELU written as x * sigmoid(2u): the same function as `F.gelu(approximate="tanh")`, but on
     the CPU `sigmoid` is several times cheaper than the vectorised `tanh`. Only the input is saved for backward."""
@@ -94,16 +87,7 @@ class TanhGELUFunction(torch.autograd.Function):
 class FastGELUTanh(nn.Module):
     """`gelu_pytorch_tanh` computed as x * sigmoid(2u) in cache-sized chunks on contiguous float32/float64 CPU tensors
     (several times faster there than `torch.tanh`); elsewhere (GPU, half precision, `torch.compile`) the fused
-    `F.gelu(approximate="tanh")` is used.
-
-    Args:
-        inplace: overwrite the input when no gradient is needed (like `nn.ReLU(inplace=True)`); only for inputs the
-            caller owns, such as the fresh output of the preceding linear layer.
-    """
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.inplace = inplace
+    `F.gelu(approximate="tanh")` is used. The input is never written to."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if (
@@ -115,18 +99,12 @@ class FastGELUTanh(nn.Module):
             return F.gelu(inputs, approximate="tanh")
         if torch.is_grad_enabled() and inputs.requires_grad:
             return TanhGELUFunction.apply(inputs)
-        if self.inplace:
-            return tanh_gelu_inplace(inputs)
         return _tanh_gelu_into(inputs, torch.empty_like(inputs))
 
-    def extra_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
 
-
-def activation_for(name: str, inplace: bool = False) -> nn.Module:
-    """`ACT2FN[name]`, except that the tanh GELU of the SOFT blocks gets the faster equivalent `FastGELUTanh`
-    (`inplace` applies to it only)."""
-    return FastGELUTanh(inplace=inplace) if name == "gelu_pytorch_tanh" else ACT2FN[name]
+def activation_for(name: str) -> nn.Module:
+    """`ACT2FN[name]`, except that the tanh GELU of the SOFT blocks gets the faster equivalent `FastGELUTanh`."""
+    return FastGELUTanh() if name == "gelu_pytorch_tanh" else ACT2FN[name]
 
 
 def _onednn_available() -> bool:
@@ -143,22 +121,24 @@ def _onednn_available() -> bool:
 ONEDNN_AVAILABLE = _onednn_available()
 
 
-def use_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a layer on `inputs` runs through oneDNN's fused kernels: float32 CPU inference (no autograd graph),
-    eager mode, `torch.backends.mkldnn.enabled`. PyTorch's eager `F.linear` calls the BLAS library (MKL) instead,
-    whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set (AVX-512 on
-    Zen 4/5) and ran 2.3x faster on the benchmark machine (`scripts/benchmark.py`, section "matmul"), and it applies
-    a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel. Everything else (autograd,
-    half precision, autocast, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`) runs the
-    ordinary PyTorch modules."""
+def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
+    """Whether an op on `inputs` with these `parameters` (weights, biases; None entries are ignored) runs through
+    oneDNN's fused kernels: float32 CPU inference (no autograd graph: neither the input nor any parameter needs a
+    gradient), eager mode, `torch.backends.mkldnn.enabled`. PyTorch's eager `F.linear` calls the BLAS library (MKL)
+    instead, whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set
+    (AVX-512 on Zen 4/5) and ran 2.3x faster on the benchmark machine (`scripts/benchmark.py`, section "efficiency"),
+    and it applies a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel. Everything else
+    (autograd, half precision, autocast, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`)
+    runs the ordinary PyTorch modules."""
+    parameters = [parameter for parameter in parameters if parameter is not None]
+    needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in parameters))
     return (
         ONEDNN_AVAILABLE
         and torch.backends.mkldnn.enabled
         and inputs.dtype == torch.float32
-        and weight.dtype == torch.float32
         and inputs.device.type == "cpu"
-        and weight.device.type == "cpu"
-        and not (torch.is_grad_enabled() and (inputs.requires_grad or weight.requires_grad))
+        and all(parameter.dtype == torch.float32 and parameter.device.type == "cpu" for parameter in parameters)
+        and not needs_grad
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
@@ -166,23 +146,53 @@ def use_onednn(inputs: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-class SoftLinear(nn.Linear):
-    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose float32 CPU inference runs on oneDNN,
-    optionally with a following GELU fused into the GEMM (`forward_with_activation`). See `use_onednn`."""
+def _global_module_hooks_present() -> bool:
+    """Whether hooks registered for every module (`torch.nn.modules.module.register_module_forward_hook` and its
+    siblings, used e.g. by `FlopCounterMode`'s module tracker) are active."""
+    from torch.nn.modules import module as module_module
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if use_onednn(inputs, self.weight):
-            return torch.ops.mkldnn._linear_pointwise(inputs, self.weight, self.bias, "none", [], "")
-        return F.linear(inputs, self.weight, self.bias)
+    return any(
+        getattr(module_module, name, None)
+        for name in (
+            "_global_forward_hooks",
+            "_global_forward_pre_hooks",
+            "_global_backward_hooks",
+            "_global_backward_pre_hooks",
+        )
+    )
 
-    def forward_with_activation(self, inputs: torch.Tensor, activation: nn.Module) -> torch.Tensor:
-        """`activation(self(inputs))`. A GELU activation (`FastGELUTanh`, or Transformers' exact `GELUActivation`)
-        is fused into oneDNN's GEMM as a post-op when `use_onednn` allows; its GELU agrees with PyTorch's to
-        float32 rounding (tested). Any other activation runs after the layer."""
-        algorithm = onednn_gelu_algorithm(activation)
-        if algorithm is not None and use_onednn(inputs, self.weight):
-            return torch.ops.mkldnn._linear_pointwise(inputs, self.weight, self.bias, "gelu", [], algorithm)
-        return activation(self(inputs))
+
+def is_unobserved(*modules: nn.Module) -> bool:
+    """Whether a fast path may compute what these modules compute without calling them: nothing could tell the
+    difference. False when any of them has forward or backward hooks (feature extractors, Grad-CAM, FLOP counters,
+    torchinfo, quantization observers), when module hooks are registered globally, or when a module's `forward` was
+    replaced on the instance (Accelerate's offloading and device-placement hooks do that). Callers also check the
+    module types they expect: adapters (PEFT) and quantized replacements are other types, and are always called."""
+    if _global_module_hooks_present():
+        return False
+    return not any(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or "forward" in module.__dict__
+        for module in modules
+    )
+
+
+def fused_linear(linear: nn.Module, inputs: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
+    """`activation(linear(inputs))` (or `linear(inputs)`), computed by oneDNN's GEMM with the GELU fused in when the
+    layer is a plain `nn.Linear`, `use_onednn` allows it and nothing observes the modules (`is_unobserved`); otherwise
+    the modules are called. Both give the same function (tested). A GELU (`FastGELUTanh`, or Transformers' exact
+    `GELUActivation`) fuses as a post-op of the GEMM; any other activation is called after it."""
+    if not (type(linear) is nn.Linear and use_onednn(inputs, linear.weight, linear.bias) and is_unobserved(linear)):
+        outputs = linear(inputs)
+        return outputs if activation is None else activation(outputs)
+    gelu = onednn_gelu_algorithm(activation) if activation is not None else None
+    if gelu is not None and is_unobserved(activation):
+        return torch.ops.mkldnn._linear_pointwise(inputs, linear.weight, linear.bias, "gelu", [], gelu)
+    outputs = torch.ops.mkldnn._linear_pointwise(inputs, linear.weight, linear.bias, "none", [], "")
+    return outputs if activation is None else activation(outputs)
 
 
 def onednn_gelu_algorithm(activation: nn.Module) -> str | None:
@@ -230,39 +240,59 @@ def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale:
     return exponent.clamp_max_(0.0).exp_()  # inference: reuse the matmul's buffer
 
 
-def newton_initial_step(matrix: torch.Tensor, adaptive: bool) -> torch.Tensor:
-    """Step size alpha of the Newton-Raphson initialisation V0 = alpha * A (per matrix, shape `(..., 1, 1)`).
+def _reduce_over_scope(values: torch.Tensor, scope: str, reduce) -> torch.Tensor:
+    """Reduce per-matrix `values` `(batch, ..., 1, 1)` over the matrices that share one step size: none ("head"),
+    all but the batch dimension ("image"), or all ("batch"); the result keeps the dimensions for broadcasting."""
+    if scope == "head" or values.dim() <= 2:
+        return values
+    dims = tuple(range(values.dim() - 2)) if scope == "batch" else tuple(range(1, values.dim() - 2))
+    return reduce(values, dim=dims, keepdim=True) if dims else values
+
+
+def newton_initial_step(matrix: torch.Tensor, adaptive: bool, scope: str = "head") -> torch.Tensor:
+    """Step size alpha of the Newton-Raphson initialisation V0 = alpha * A (Eq. (8)), shape `(..., 1, 1)`.
 
     Plain SOFT (official `newton_inv`): alpha = 0.9 * 2 / ||A||_1^2 with ||A||_1 the largest row sum.
-    SOFT-Norm (official `newton_inv` of the Norm kernel): alpha = 2 / ||A||_1^2, halved while the column-sum norm
-    of I - A V0 exceeds 1.01, at most 10 times. The official code takes one alpha for the whole batch, so an image's
-    output depends on its neighbours; here every (image, head) matrix gets its own alpha, with a fixed number of
-    vectorised checks instead of a device-synchronising while loop.
+    SOFT-Norm (official `newton_inv` of the Norm kernel): alpha = 2 / ||A||_1^2, halved while the largest column sum
+    of |I - A V0| exceeds 1.01, at most 10 times.
+
+    `scope` says which matrices of `matrix` `(batch, heads, m, m)` share one alpha: `"head"` each (image, head) its
+    own (the official plain rule), `"image"` the heads of one image (the official Norm rule for a batch of one),
+    `"batch"` all of them (the official Norm code, whose outputs then depend on the batch). A shared alpha takes the
+    largest row sum of the group and is halved while any matrix of the group fails the test, like the official
+    while loop, here as a fixed number of vectorised checks with no device synchronisation. The halving decisions are
+    not differentiable; alpha is, through the row sum (as in the official unrolled SOFT-Norm backward).
     """
     # ||A||_inf bounds the spectral radius; for the Gaussian kernel (all entries positive) it is the official
     # "max row sum", and taking absolute values keeps the iteration convergent for any symmetric matrix.
-    max_row_sum = matrix.abs().sum(-1).amax(-1)[..., None, None]  # (..., 1, 1)
+    max_row_sum = _reduce_over_scope(matrix.abs().sum(-1).amax(-1)[..., None, None], scope, torch.amax)  # (.., 1, 1)
     if not adaptive:
         return 0.9 * 2.0 / max_row_sum.square()
     alpha = 2.0 / max_row_sum.square()
-    identity = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
-    matrix_squared = matrix @ matrix  # (..., m, m); A V0 = alpha * A^2
-    for _ in range(MAX_STEP_HALVINGS):
-        residual_norm = (identity - alpha * matrix_squared).abs().sum(-2).amax(-1)[..., None, None]
-        alpha = torch.where(residual_norm > 1.01, alpha * 0.5, alpha)
-    return alpha
+    with torch.no_grad():
+        identity = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+        matrix_squared = matrix @ matrix  # (..., m, m); A V0 = alpha * A^2
+        step = alpha.detach()
+        for _ in range(MAX_STEP_HALVINGS):
+            residual_norm = (identity - step * matrix_squared).abs().sum(-2).amax(-1)[..., None, None]
+            halve = _reduce_over_scope(residual_norm > 1.01, scope, torch.any)
+            step = torch.where(halve, step * 0.5, step)
+        halvings = step / alpha.detach()  # 2^-k, exact in floating point
+    return alpha * halvings
 
 
-def newton_schulz_inverse(matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool) -> torch.Tensor:
+def newton_schulz_inverse(
+    matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool, step_scope: str = "head"
+) -> torch.Tensor:
     """Moore-Penrose inverse of `matrix + ridge * I` by the Newton-Raphson iteration of Eq. (8):
     V_{k+1} = 2 V_k - V_k P V_k, V_0 = alpha * P.
 
-    The step size is computed from `matrix` without the ridge, as the official code does. `matrix` has shape
-    `(..., m, m)`; the iteration runs on a flattened batch so each step is two batched matmuls, the second fused
-    with the update (`baddbmm`).
+    The step size is computed from `matrix` without the ridge, as the official code does (`newton_initial_step`).
+    `matrix` has shape `(..., m, m)`; the iteration runs on a flattened batch so each step is two batched matmuls,
+    the second fused with the update (`baddbmm`). Differentiable by autograd (the unrolled backward).
     """
     size = matrix.shape[-1]
-    alpha = newton_initial_step(matrix, adaptive)  # (..., 1, 1)
+    alpha = newton_initial_step(matrix, adaptive, step_scope)  # (..., 1, 1)
     system = matrix
     if ridge:
         system = matrix + ridge * torch.eye(size, dtype=matrix.dtype, device=matrix.device)
@@ -279,9 +309,11 @@ class SoftNewtonInverse(torch.autograd.Function):
     inverse, dL/dA = -A^-T (dL/dA^+) A^-T, applied once (Sec. 3.2: the iteration is not differentiated)."""
 
     @staticmethod
-    def forward(ctx, matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool) -> torch.Tensor:
+    def forward(
+        ctx, matrix: torch.Tensor, num_iterations: int, ridge: float, adaptive: bool, step_scope: str
+    ) -> torch.Tensor:
         # Function.forward already runs without recording a graph.
-        inverse = newton_schulz_inverse(matrix, num_iterations, ridge, adaptive)
+        inverse = newton_schulz_inverse(matrix, num_iterations, ridge, adaptive, step_scope)
         ctx.save_for_backward(inverse)
         return inverse
 
@@ -290,14 +322,34 @@ class SoftNewtonInverse(torch.autograd.Function):
         (inverse,) = ctx.saved_tensors
         inverse_transposed = inverse.transpose(-1, -2)
         grad_matrix = -(inverse_transposed @ grad_inverse @ inverse_transposed)
-        return grad_matrix, None, None, None
+        return grad_matrix, None, None, None, None
 
 
-def newton_inverse(matrix: torch.Tensor, num_iterations: int = 20, ridge: float = 0.0, adaptive: bool = True):
-    """Differentiable Newton-Raphson pseudo-inverse of a batch of square matrices `(..., m, m)`."""
+NEWTON_BACKWARDS = ("analytic", "unrolled")
+
+
+def newton_inverse(
+    matrix: torch.Tensor,
+    num_iterations: int = 20,
+    ridge: float = 0.0,
+    adaptive: bool = True,
+    step_scope: str = "head",
+    backward: str = "analytic",
+) -> torch.Tensor:
+    """Differentiable Newton-Raphson pseudo-inverse of a batch of square matrices `(batch, ..., m, m)`.
+
+    Args:
+        num_iterations, ridge, adaptive, step_scope: see `newton_schulz_inverse` and `newton_initial_step`.
+        backward: `"analytic"`, the once-only inverse gradient of `SoftNewtonInverse` (memory O(m^2) per matrix);
+            `"unrolled"`, autograd through alpha and every step (keeps 2 m x m matrices per step).
+    """
     if matrix.shape[-1] != matrix.shape[-2]:
         raise ValueError(f"newton_inverse expects square matrices, got shape {tuple(matrix.shape)}.")
-    return SoftNewtonInverse.apply(matrix, num_iterations, ridge, adaptive)
+    if backward not in NEWTON_BACKWARDS:
+        raise ValueError(f"`backward` must be one of {NEWTON_BACKWARDS}, got {backward!r}.")
+    if backward == "unrolled":
+        return newton_schulz_inverse(matrix, num_iterations, ridge, adaptive, step_scope)
+    return SoftNewtonInverse.apply(matrix, num_iterations, ridge, adaptive, step_scope)
 
 
 class ContiguousGradient(torch.autograd.Function):
@@ -324,15 +376,31 @@ def channels_last_map(tokens: torch.Tensor, height: int, width: int) -> torch.Te
 def cholesky_inverse_spd(matrix: torch.Tensor, ridge: float) -> torch.Tensor:
     """Exact inverse of A + ridge I for symmetric positive (semi-)definite A `(..., m, m)` from a Cholesky
     factorisation: about m^3 flops per matrix instead of 40 m^3 for 20 Newton steps, and differentiable by autograd.
-    A ridge below `CHOLESKY_MIN_RIDGE` is raised to it; if any matrix still fails to factorise (rounding can make an
-    almost singular kernel matrix slightly indefinite), the batch is inverted by LU instead."""
+
+    A ridge below `CHOLESKY_MIN_RIDGE` is raised to it. A matrix that still fails to factorise (rounding can make an
+    almost singular kernel matrix slightly indefinite) is inverted by LU instead, that matrix alone, so no other
+    image's output depends on it. On the CPU in eager mode the failures are read on the host (free there) and only
+    the failed matrices take the LU path; elsewhere (GPUs, `torch.compile`) the choice is made on the device with
+    `torch.where`, without a host synchronisation, and failed matrices never feed NaN into the selected values or
+    their gradients (they are factorised as the identity instead)."""
     size = matrix.shape[-1]
     ridge = max(ridge, CHOLESKY_MIN_RIDGE)
-    system = matrix + ridge * torch.eye(size, dtype=matrix.dtype, device=matrix.device)  # (..., m, m)
+    identity = torch.eye(size, dtype=matrix.dtype, device=matrix.device)
+    system = matrix + ridge * identity  # (..., m, m)
     factor, info = torch.linalg.cholesky_ex(system)
-    if not torch.compiler.is_compiling() and info.device.type != "meta" and bool(info.any()):
-        return torch.linalg.inv(system)
-    return torch.cholesky_inverse(factor)
+    host_check = matrix.device.type == "cpu" and not torch.compiler.is_compiling()
+    if host_check and not bool(info.any()):
+        return torch.cholesky_inverse(factor)
+    failed = (info != 0)[..., None, None]  # (..., 1, 1)
+    factor = torch.linalg.cholesky_ex(torch.where(failed, identity, system))[0]
+    inverse = torch.cholesky_inverse(factor)
+    if host_check:  # only the failed matrices by LU
+        index = failed.flatten().nonzero().squeeze(-1)
+        flat_system, flat_inverse = system.reshape(-1, size, size), inverse.reshape(-1, size, size)
+        lu_inverse = torch.linalg.inv_ex(flat_system.index_select(0, index))[0]
+        return flat_inverse.index_copy(0, index, lu_inverse).reshape(system.shape)
+    lu_inverse = torch.linalg.inv_ex(torch.where(failed, system, identity))[0]
+    return torch.where(failed, lu_inverse, inverse)
 
 
 def resolve_inverse_method(inverse_method: str, num_landmarks: int) -> str:
@@ -344,16 +412,28 @@ def resolve_inverse_method(inverse_method: str, num_landmarks: int) -> str:
     return inverse_method
 
 
+@functools.lru_cache(maxsize=4096)
 def landmark_grid(height: int, width: int, max_landmarks: int | None) -> tuple[int, int] | None:
-    """Grid the strided landmark map is pooled to so that it has at most `max_landmarks` cells (None: no pooling)."""
+    """The grid a `height x width` landmark map is average-pooled to so that it has at most `max_landmarks` cells
+    (None: the map is within the bound and is not pooled).
+
+    The largest grid within the bound that keeps the map's aspect ratio: along the shorter side s, `g` cells; along
+    the longer side l, at most ceil(g l / s) and at least floor(g l / s) cells (within one cell of the exact ratio),
+    choosing the g with the most cells (ties: the smaller g). A map too thin for any such grid (g = 1 already exceeds
+    the bound) gets one row of `max_landmarks` cells. The rule depends only on the two sides, so a transposed map
+    gets the transposed grid, and square maps get square grids."""
     if max_landmarks is None or height * width <= max_landmarks:
         return None
-    scale = math.sqrt(max_landmarks / (height * width))  # shrink both sides alike, keeping the aspect ratio
-    grid_height = max(1, min(height, int(height * scale)))
-    grid_width = max(1, min(width, max_landmarks // grid_height))
-    # a narrow map clamps the width: give the freed budget back to the height (and never exceed the bound)
-    grid_height = max(1, min(height, max_landmarks // grid_width))
-    return grid_height, grid_width
+    short, long = min(height, width), max(height, width)
+    best_cells, best = 0, (1, min(long, max_landmarks))
+    for cells_short in range(1, min(short, max_landmarks) + 1):
+        exact = cells_short * long / short  # cells along the long side that keep the aspect ratio
+        cells_long = min(long, math.ceil(exact), max_landmarks // cells_short)
+        if cells_long < math.floor(exact) or cells_long < 1:
+            continue
+        if cells_short * cells_long > best_cells:
+            best_cells, best = cells_short * cells_long, (cells_short, cells_long)
+    return best if height <= width else best[::-1]
 
 
 class SoftSelfAttention(nn.Module):
@@ -379,12 +459,14 @@ class SoftSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         self.num_iterations = config.newton_iterations
         self.ridge = config.ridge
+        self.step_scope = config.step_scope
+        self.inverse_backward = config.inverse_backward
         self.symmetric_normalization = config.normalization == "symmetric"
         self.inverse_method = config.inverse_method
         self.max_landmarks = config.max_landmarks
 
-        self.query = SoftLinear(hidden_size, hidden_size)
-        self.value = SoftLinear(hidden_size, hidden_size)
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
         head_size = self.attention_head_size
         self.landmark_conv = nn.Conv2d(head_size, head_size, kernel_size=sr_ratio, stride=sr_ratio, bias=False)
         self.landmark_norm = nn.LayerNorm(head_size, eps=config.soft_layer_norm_eps)
@@ -397,28 +479,39 @@ class SoftSelfAttention(nn.Module):
             groups=num_attention_heads,
             bias=False,
         )
-        self.output = SoftLinear(hidden_size, hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
 
     def compute_landmarks(self, query_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Q~ = GELU(LN(Conv_r(Q / d^(1/4)))) from the query projection `(batch, seq_len, hidden_size)`:
         returns `(batch, heads, m, head_size)`.
 
-        The convolution, shared by all heads, runs as a grouped convolution on the channels-last view of the
-        projection (no per-head copy of Q), with the query scale folded into its weight; with `max_landmarks` the
-        strided landmark map is average-pooled to a grid of at most that many cells."""
+        The official layout runs `landmark_conv` once on the scaled queries of every (image, head),
+        `(batch * heads, head_size, height, width)`. When nothing observes the convolution (`is_unobserved`), the
+        same result comes from a grouped convolution on the channels-last view of the projection (no per-head copy
+        of Q) with the query scale folded into the weight. With `max_landmarks` the strided landmark map is
+        average-pooled to a grid of at most that many cells (`landmark_grid`)."""
         batch_size, _, hidden_size = query_states.shape
         num_heads, head_size = self.num_attention_heads, self.attention_head_size
-        query_map = channels_last_map(query_states, height, width)  # (batch, hidden_size, height, width)
-        weight = self.landmark_conv.weight * self.query_scale  # (head_size, head_size, r, r)
-        if num_heads > 1:
-            weight = weight.repeat(num_heads, 1, 1, 1)  # (hidden_size, head_size, r, r): one group per head
-        landmark_map = F.conv2d(query_map, weight, stride=self.sr_ratio, groups=num_heads)  # (b, C, H / r, W / r)
+        conv = self.landmark_conv
+        if type(conv) is nn.Conv2d and is_unobserved(conv) and conv.weight.device == query_states.device:
+            query_map = channels_last_map(query_states, height, width)  # (batch, hidden_size, height, width)
+            weight = conv.weight * self.query_scale  # (head_size, head_size, r, r)
+            if num_heads > 1:
+                weight = weight.repeat(num_heads, 1, 1, 1)  # (hidden_size, head_size, r, r): one group per head
+            landmark_map = F.conv2d(query_map, weight, stride=conv.stride, groups=num_heads)  # (b, C, H / r, W / r)
+            landmark_map = landmark_map.reshape(batch_size * num_heads, head_size, *landmark_map.shape[-2:])
+        else:
+            # (batch * heads, head_size, height, width), scaled as the official code scales Q before the convolution
+            query_maps = query_states.reshape(batch_size, height, width, num_heads, head_size).permute(0, 3, 4, 1, 2)
+            query_maps = query_maps.reshape(batch_size * num_heads, head_size, height, width) * self.query_scale
+            landmark_map = conv(query_maps)  # (batch * heads, head_size, H / r, W / r)
         grid = landmark_grid(landmark_map.shape[-2], landmark_map.shape[-1], self.max_landmarks)
         if grid is not None:
             landmark_map = F.adaptive_avg_pool2d(landmark_map, grid)
-        # (batch, m, hidden_size) -> (batch, heads, m, head_size)
-        landmarks = landmark_map.flatten(2).transpose(1, 2).reshape(batch_size, -1, num_heads, head_size)
-        landmarks = self.landmark_act(self.landmark_norm(landmarks.transpose(1, 2)))
+        num_landmarks = landmark_map.shape[-2] * landmark_map.shape[-1]
+        # (batch * heads, head_size, m) -> (batch, heads, m, head_size)
+        landmarks = landmark_map.reshape(batch_size, num_heads, head_size, num_landmarks).transpose(-1, -2)
+        landmarks = self.landmark_act(self.landmark_norm(landmarks))
         return ContiguousGradient.apply(landmarks) if torch.compiler.is_compiling() else landmarks
 
     def landmark_operator(self, landmark_kernel: torch.Tensor) -> torch.Tensor:
@@ -428,22 +521,40 @@ class SoftSelfAttention(nn.Module):
             operator = cholesky_inverse_spd(landmark_kernel, self.ridge)
         else:
             operator = newton_inverse(
-                landmark_kernel, self.num_iterations, self.ridge, adaptive=self.symmetric_normalization
+                landmark_kernel,
+                self.num_iterations,
+                self.ridge,
+                adaptive=self.symmetric_normalization,
+                step_scope=self.step_scope,
+                backward=self.inverse_backward,
             )
         if self.symmetric_normalization:
             inverse_sqrt_degree = landmark_kernel.sum(-1, keepdim=True).rsqrt()  # D^-1/2: (..., m, 1)
             operator = inverse_sqrt_degree * operator * inverse_sqrt_degree.transpose(-1, -2)
         return operator
 
-    def skip_connection(self, value_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """Depthwise skip convolution on V with one k x k filter per head, shared by the head's channels: the same
-        as the official Conv2d(heads, heads, groups=heads) over V laid out as (batch * head_size, heads, H, W), run on
-        the channels-last view of V. Returns `(batch, seq_len, hidden_size)`."""
+    def skip_connection(self, value_states: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, bool]:
+        """Depthwise skip convolution on V with one k x k filter per head, shared by the head's channels: the official
+        Conv2d(heads, heads, groups=heads) over V laid out as (batch * head_size, heads, H, W). Returns
+        `(batch, seq_len, hidden_size)` and whether that tensor is a buffer of this layer's own (which inference may
+        then write into).
+
+        When nothing observes `skip_conv` (`is_unobserved`), the same result comes from a depthwise convolution of the
+        channels-last view of V with the head's filter repeated over its channels (no copy of V)."""
         batch_size, seq_len, hidden_size = value_states.shape
-        value_map = channels_last_map(value_states, height, width)  # (batch, hidden_size, height, width)
-        weight = self.skip_conv.weight.repeat_interleave(self.attention_head_size, dim=0)  # (hidden_size, 1, k, k)
-        skip = F.conv2d(value_map, weight, padding=self.skip_conv.padding, groups=hidden_size)  # (b, C, H, W)
-        return skip.permute(0, 2, 3, 1).reshape(batch_size, seq_len, hidden_size)  # a view when channels-last
+        num_heads, head_size = self.num_attention_heads, self.attention_head_size
+        conv = self.skip_conv
+        if type(conv) is nn.Conv2d and is_unobserved(conv) and conv.weight.device == value_states.device:
+            value_map = channels_last_map(value_states, height, width)  # (batch, hidden_size, height, width)
+            weight = conv.weight.repeat_interleave(head_size, dim=0)  # (hidden_size, 1, k, k)
+            skip = F.conv2d(value_map, weight, padding=conv.padding, groups=hidden_size)  # (b, C, H, W)
+            return skip.permute(0, 2, 3, 1).reshape(batch_size, seq_len, hidden_size), True  # a view if channels-last
+        # official layout: (batch * head_size, heads, height, width)
+        value_maps = value_states.reshape(batch_size, height, width, num_heads, head_size).permute(0, 4, 3, 1, 2)
+        skip = conv(value_maps.reshape(batch_size * head_size, num_heads, height, width))
+        # (batch, head_size, heads, seq_len) -> (batch, seq_len, heads * head_size)
+        skip = skip.reshape(batch_size, head_size, num_heads, seq_len).permute(0, 3, 2, 1)
+        return skip.reshape(batch_size, seq_len, hidden_size), False
 
     def images_per_chunk(self, inputs: torch.Tensor, num_landmarks: int) -> int:
         """For CPU inference, the number of images (of `inputs`, `(batch, seq_len, hidden_size)`) whose query kernels
@@ -460,11 +571,11 @@ class SoftSelfAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch_size, seq_len, _ = hidden_states.shape
         num_heads, head_size = self.num_attention_heads, self.attention_head_size
-        query_states = self.query(hidden_states)  # (batch, seq_len, hidden_size), unscaled
-        value_states = self.value(hidden_states)  # (batch, seq_len, hidden_size)
+        query_states = fused_linear(self.query, hidden_states)  # (batch, seq_len, hidden_size), unscaled
+        value_states = fused_linear(self.value, hidden_states)  # (batch, seq_len, hidden_size)
         landmarks = self.compute_landmarks(query_states, height, width)  # (batch, heads, m, head_size)
         num_landmarks = landmarks.shape[-2]
-        skip = self.skip_connection(value_states, height, width)  # (batch, seq_len, hidden_size)
+        skip, skip_is_own = self.skip_connection(value_states, height, width)  # (batch, seq_len, hidden_size)
 
         island_dtype = compute_dtype_for(query_states.dtype)
         with autocast_disabled(hidden_states.device.type):
@@ -474,12 +585,13 @@ class SoftSelfAttention(nn.Module):
             # per-head views (batch, heads, seq_len, head_size) of the projections
             query = query_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
             value = value_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
-            in_place = not torch.is_grad_enabled() or not (skip.requires_grad or query.requires_grad)
+            # inference adds into the skip branch's buffer, if it is this layer's own
+            in_place = skip_is_own and (not torch.is_grad_enabled() or not (skip.requires_grad or query.requires_grad))
             contexts = []
             # CPU inference: images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses):
             # one chunk for small maps, one image at a time for large ones. No result depends on the chunking.
             step = self.images_per_chunk(query_states, num_landmarks)
-            for start in range(0, batch_size, step):
+            for start in range(0, max(batch_size, 1), step):
                 chunk = slice(start, start + step)
                 # K1 = k(Q / d^(1/4), Q~): (images, heads, seq_len, m), reading Q in place
                 query_kernel = gaussian_kernel(query[chunk], landmarks[chunk], query_scale=self.query_scale)
@@ -495,7 +607,7 @@ class SoftSelfAttention(nn.Module):
             if not in_place:
                 context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)
                 skip = skip.view(batch_size, seq_len, num_heads, head_size) + context
-        return self.output(skip.reshape(batch_size, seq_len, self.hidden_size))
+        return fused_linear(self.output, skip.reshape(batch_size, seq_len, self.hidden_size))
 
 
 def landmark_counts(model: nn.Module, pixel_values: torch.Tensor) -> list[int]:
@@ -518,13 +630,13 @@ def landmark_counts(model: nn.Module, pixel_values: torch.Tensor) -> list[int]:
 
 __all__ = [
     "SoftSelfAttention",
-    "SoftLinear",
+    "fused_linear",
+    "is_unobserved",
     "use_onednn",
     "landmark_counts",
     "SoftNewtonInverse",
     "FastGELUTanh",
     "TanhGELUFunction",
-    "tanh_gelu_inplace",
     "activation_for",
     "cholesky_inverse_spd",
     "gaussian_kernel",

@@ -1177,14 +1177,21 @@ class SoftTrainer:
         gradients are synchronised (with clipping and the learning rate of the step)."""
         args, accelerator = self.args, self.accelerator
         pixel_values, labels = batch["pixel_values"], batch["labels"]  # (batch, 3, H, W), (batch,)
+        num_images = len(labels)  # images trained on (an image paired with itself counts once)
         valid = labels != UNREADABLE_LABEL
         step.skipped += (~valid).sum()
         if not bool(valid.all()):
             pixel_values, labels = pixel_values[valid], labels[valid]
-            if self.batch_augmentation.mixup is not None and len(labels) % 2:
-                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
             if len(labels) == 0:
                 raise ValueError("Every image of a training batch was unreadable; check the training data.")
+            num_images = len(labels)
+            mixup = self.batch_augmentation.mixup
+            if mixup is not None and len(labels) == 1:
+                # Mixup pairs images up: the one readable image is paired with itself (mixing it changes nothing).
+                pixel_values, labels = pixel_values.repeat(2, 1, 1, 1), labels.repeat(2)
+            elif mixup is not None and len(labels) % 2:
+                pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
+                num_images = len(labels)
         # Mixup/cutmix (targets: (batch, num_labels) soft labels), then random erasing of the mixed images.
         pixel_values, targets = self.batch_augmentation(pixel_values, labels)
         logits = self.model(pixel_values=pixel_values).logits  # (batch, num_labels)
@@ -1195,7 +1202,7 @@ class SoftTrainer:
         self.set_learning_rate()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        step.add(loss.detach(), len(labels))
+        step.add(loss.detach(), num_images)
 
     def set_learning_rate(self) -> None:
         """The learning rate of the coming optimizer step: a function of the epoch (`--lr_schedule_updates epoch`,
@@ -1323,6 +1330,7 @@ class SoftTrainer:
                     self.args, self.data.source, self.progress.completed_steps, self.global_batch_size, note
                 ),
                 repo_id=self.args.hub_model_id,
+                overwrite=True,  # this run's own earlier export (best/ is rewritten as validation improves)
             )
         self.accelerator.wait_for_everyone()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -71,14 +73,39 @@ def test_crop_pct_sets_the_resize_and_conflicts_are_refused(photos):
     assert by_size.size.shortest_edge == 256
     resized_only = by_size(image, do_center_crop=False, return_tensors="np").pixel_values
     assert resized_only.shape == (1, 3, 256, 384)  # 451 * 256 / 300 = 384.9 -> 384, as torchvision/timm
-    with pytest.raises(ValueError, match="crop_pct=None"):
-        SoftImageProcessor(size={"shortest_edge": 256})
     with pytest.raises(ValueError, match="contradicts crop_pct"):
-        SoftImageProcessor()(image, size={"shortest_edge": 300})
+        SoftImageProcessor(size={"shortest_edge": 256}, crop_pct=0.9)
+    with pytest.raises(ValueError, match="contradicts crop_pct"):
+        SoftImageProcessor()(image, size={"shortest_edge": 300}, crop_pct=0.9)
     with pytest.raises(ValueError, match="square crops"):
         SoftImageProcessor(crop_size={"height": 224, "width": 192})
     with pytest.raises(ValueError, match="positive number"):
         SoftImageProcessor(crop_pct=0)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_explicit_size_is_honoured_like_deit_and_convnext(backend, photos, tmp_path):
+    """A `size` given without `crop_pct` (at call time, to the constructor or to `from_pretrained`) is used as is;
+    without one, the official crop_pct 0.9 evaluation transform stays the default."""
+    image = PIL.Image.fromarray(photos["chelsea"])  # 451 x 300
+    processor = BACKENDS[backend]()
+    square = processor(image, size={"height": 64, "width": 64}, do_center_crop=False, return_tensors="pt")
+    assert tuple(square.pixel_values.shape) == (1, 3, 64, 64)
+    assert processor.crop_pct == 0.9 and processor.size.shortest_edge == 248  # the call changed nothing
+    assert tuple(processor(image, return_tensors="pt").pixel_values.shape) == (1, 3, 224, 224)
+    by_size = BACKENDS[backend](size={"shortest_edge": 256})
+    assert by_size.crop_pct is None and by_size.size.shortest_edge == 256
+    assert tuple(by_size(image, do_center_crop=False, return_tensors="pt").pixel_values.shape) == (1, 3, 256, 384)
+
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["size"] == {"shortest_edge": 248} and saved["crop_pct"] == 0.9  # readable without Python
+    sized = BACKENDS[backend].from_pretrained(tmp_path, size={"height": 64, "width": 64}, do_center_crop=False)
+    assert sized.crop_pct is None
+    assert tuple(sized(image, return_tensors="pt").pixel_values.shape) == (1, 3, 64, 64)
+    cropped = BACKENDS[backend].from_pretrained(tmp_path, crop_pct=0.95)
+    assert cropped.size.shortest_edge == 235  # floor(224 / 0.95), derived anew
+    assert tuple(cropped(image, return_tensors="pt").pixel_values.shape) == (1, 3, 224, 224)
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
@@ -174,3 +201,123 @@ def test_non_images_and_empty_inputs_raise_clear_errors(backend):
     for images, message in cases:
         with pytest.raises(ValueError, match=message):
             processor(images, return_tensors="pt")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One decoding for training, evaluation, segmentation, prediction and the processor (issue 16)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def write_awkward_images(directory, rgb: np.ndarray) -> dict[str, "Path"]:
+    """Files whose decoding differed between training and serving: 16-bit grey PNG, RGBA and LA PNGs with
+    transparency, a palette PNG with a transparent colour, a CMYK JPEG and a JPEG with an EXIF rotation."""
+    directory.mkdir(parents=True, exist_ok=True)
+    height, width = rgb.shape[:2]
+    gray = np.array(PIL.Image.fromarray(rgb).convert("L"))
+    alpha = np.zeros((height, width), np.uint8)
+    alpha[: height // 2] = 255  # top half opaque, bottom half fully transparent
+    paths = {name: directory / name for name in (
+        "gray16.png", "rgba.png", "la.png", "palette.png", "cmyk.jpg", "rotated.jpg"
+    )}
+    PIL.Image.fromarray(gray.astype(np.uint16) * 257).save(paths["gray16.png"])
+    PIL.Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(paths["rgba.png"])
+    PIL.Image.fromarray(np.dstack([gray, alpha]), "LA").save(paths["la.png"])
+    palette = PIL.Image.fromarray(rgb).quantize(16)
+    palette.info["transparency"] = 0
+    palette.save(paths["palette.png"], transparency=0)
+    PIL.Image.fromarray(rgb).convert("CMYK").save(paths["cmyk.jpg"], quality=95)
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    PIL.Image.fromarray(rgb).save(paths["rotated.jpg"], quality=95, exif=exif)
+    return paths
+
+
+def test_decode_image_semantics(photos, tmp_path):
+    from soft_hf.image_processing_soft import decode_image
+
+    rgb = photos["chelsea"][:120, :160]
+    paths = write_awkward_images(tmp_path, rgb)
+    gray = np.array(PIL.Image.fromarray(rgb).convert("L"))
+    decoded = {name: np.asarray(decode_image(path)) for name, path in paths.items()}
+    assert all(array.dtype == np.uint8 and array.shape[-1] == 3 for array in decoded.values())
+    # 16-bit: rescaled, not clipped to white.
+    np.testing.assert_array_equal(decoded["gray16.png"][..., 0], gray)
+    # Transparent pixels are white; opaque ones keep their colour.
+    for name in ("rgba.png", "la.png"):
+        assert (decoded[name][60:] == 255).all()
+    np.testing.assert_array_equal(decoded["rgba.png"][:60], rgb[:60])
+    assert (decoded["palette.png"] == 255).all(axis=-1).any()
+    # EXIF orientation 6: the displayed image is the stored one rotated clockwise (120x160 -> 160x120).
+    stored = np.asarray(PIL.Image.open(paths["rotated.jpg"]).convert("RGB"))
+    assert decoded["rotated.jpg"].shape == (160, 120, 3)
+    np.testing.assert_array_equal(decoded["rotated.jpg"], np.rot90(stored, k=-1))
+    np.testing.assert_array_equal(decoded["cmyk.jpg"], np.asarray(PIL.Image.open(paths["cmyk.jpg"]).convert("RGB")))
+
+
+def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and_the_processor(photos, tmp_path):
+    """Defect 3: 16-bit images were 99.6% white in training, transparency black in training but white in the
+    processor, EXIF orientation ignored in training and evaluation."""
+    from soft_hf.data import (
+        ImageClassificationDataset,
+        build_eval_transform,
+        load_image_classification_data,
+    )
+    from soft_hf.segmentation import SegmentationImageFolder
+
+    rgb = photos["coffee"][:150, :200]
+    paths = write_awkward_images(tmp_path / "train" / "awkward", rgb)
+    (tmp_path / "train" / "plain").mkdir()
+    PIL.Image.fromarray(rgb).save(tmp_path / "train" / "plain" / "plain.png")  # imagefolder needs two classes
+    paths["plain.png"] = tmp_path / "train" / "plain" / "plain.png"
+    # What the processor serves for the file, before resizing: (height, width, 3) uint8.
+    unresized = SoftImageProcessorPil(do_resize=False, do_center_crop=False, do_rescale=False, do_normalize=False)
+    expected = {
+        path.name: unresized(str(path), return_tensors="pt").pixel_values[0].permute(1, 2, 0).round().to(torch.uint8)
+        for path in paths.values()
+    }
+
+    # Training and evaluation: the dataset decodes, the transform sees the decoded image (here: kept as is).
+    data = load_image_classification_data(
+        train_dir=str(tmp_path / "train"), train_val_split=None, cache_dir=str(tmp_path / "cache")
+    )
+    split = data.split("train")
+    raw = ImageClassificationDataset(split, transform=lambda image: torch.from_numpy(np.asarray(image).copy()))
+    names = [split[index]["image"]["path"].rsplit("/", 1)[-1] for index in range(len(split))]
+    for index, name in enumerate(names):
+        sample = raw[index]
+        assert sample["labels"] == (1 if name == "plain.png" else 0), name  # readable
+        torch.testing.assert_close(sample["pixel_values"], expected[name], atol=0, rtol=0, msg=name)
+
+    # Evaluation transform vs the processor given the path (both backends) and the decoded image.
+    from soft_hf.image_processing_soft import decode_image
+
+    processor = SoftImageProcessorPil(crop_size={"height": 64, "width": 64})
+    evaluation = ImageClassificationDataset(split, transform=build_eval_transform(processor))
+    for index, name in enumerate(names):
+        served = processor(str(paths[name]), return_tensors="pt").pixel_values[0]
+        torch.testing.assert_close(evaluation[index]["pixel_values"], served, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(
+            processor(decode_image(paths[name]), return_tensors="pt").pixel_values[0], served, atol=0, rtol=0
+        )
+        torchvision = SoftImageProcessor(crop_size={"height": 64, "width": 64})
+        torch.testing.assert_close(
+            torchvision(str(paths[name]), return_tensors="pt").pixel_values,
+            torchvision(decode_image(paths[name]), return_tensors="pt").pixel_values,
+            atol=0,
+            rtol=0,
+        )
+
+    # Segmentation reads its images the same way.
+    segmentation = tmp_path / "segmentation"
+    (segmentation / "images").mkdir(parents=True)
+    (segmentation / "masks").mkdir()
+    for name, path in paths.items():
+        (segmentation / "images" / name).write_bytes(path.read_bytes())
+        height, width = expected[name].shape[:2]
+        PIL.Image.new("L", (width, height)).save(segmentation / "masks" / (path.stem + ".png"))
+    folder = SegmentationImageFolder(segmentation)
+    for index in range(len(folder)):
+        sample = folder[index]
+        name = sample["path"].rsplit("/", 1)[-1]
+        torch.testing.assert_close(torch.from_numpy(np.asarray(sample["image"]).copy()), expected[name], atol=0, rtol=0)
+    folder.check_masks(num_labels=2)  # sizes agree after the EXIF rotation

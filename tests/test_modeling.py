@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from soft_hf import PRESET_NAMES, SoftConfig, SoftForImageClassification, SoftModel, convert_official_checkpoint
 from soft_hf.modeling_soft import minimum_image_size, resize_position_embeddings, stage_spatial_sizes
@@ -111,16 +112,40 @@ def test_batch_gives_per_image_outputs(normalization):
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
 
 
-def test_official_norm_model_is_batch_independent(reference):
-    model = convert_official_checkpoint(reference / "mini_soft_norm.pth", "norm", dtype=torch.float64)
-    from safetensors.torch import load_file
+def _compact_norm_batch(compact_reference) -> torch.Tensor:
+    """Two images of compact_soft_norm's 224 px case with different statistics: `(2, 3, 224, 224)` float64."""
+    image = load_file(compact_reference / "compact_soft_norm.io.safetensors")["input_0"].double()
+    return torch.cat([image, 3.0 * image.flip(-1)])
 
-    pixel_values = load_file(reference / "mini_soft_norm.io.safetensors")["input_1"].double()
-    pixel_values[1] *= 10.0
-    with torch.no_grad():
-        together = model(pixel_values).logits
-        alone = torch.cat([model(image[None]).logits for image in pixel_values])
+
+@pytest.mark.parametrize("backward", ["analytic", "unrolled"])
+def test_official_norm_model_is_batch_independent(compact_reference, backward):
+    """Default step scope (one alpha per image): a batch equals its images one by one, outputs and gradients."""
+    model = convert_official_checkpoint(
+        compact_reference / "compact_soft_norm.pth", "norm", dtype=torch.float64, newton_backward=backward
+    )
+    pixel_values = _compact_norm_batch(compact_reference).requires_grad_(True)
+    together = model(pixel_values).logits
+    alone = torch.cat([model(image[None]).logits for image in pixel_values])
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+    (grad_together,) = torch.autograd.grad(together.sum(), pixel_values)
+    (grad_alone,) = torch.autograd.grad(alone.sum(), pixel_values)
+    torch.testing.assert_close(grad_together, grad_alone, rtol=0, atol=1e-12)
+
+
+def test_official_batched_step_size_depends_on_the_batch(compact_reference):
+    """`newton_step_scope="batch"` is the official SOFT-Norm rule: one alpha for the whole batch, so an image's
+    logits change with its batch neighbours where 20 Newton steps have not converged (compact_soft_norm)."""
+    model = convert_official_checkpoint(
+        compact_reference / "compact_soft_norm.pth", "norm", dtype=torch.float64, newton_step_scope="batch"
+    )
+    default = convert_official_checkpoint(compact_reference / "compact_soft_norm.pth", "norm", dtype=torch.float64)
+    pixel_values = _compact_norm_batch(compact_reference)
+    with torch.no_grad():
+        batched = model(pixel_values).logits
+        per_image = default(pixel_values).logits
+        torch.testing.assert_close(model(pixel_values[:1]).logits, default(pixel_values[:1]).logits, rtol=0, atol=0)
+    assert (batched - per_image).abs().max() > 1e-3
 
 
 def test_save_pretrained_round_trip(tmp_path):

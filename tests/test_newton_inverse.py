@@ -54,15 +54,68 @@ def test_forward_records_no_graph_of_the_iteration():
     inverse = newton_inverse(matrix, 20, 0.0, True)
     assert type(inverse.grad_fn).__name__ == "SoftNewtonInverseBackward"
     assert [type(fn).__name__ for fn, _ in inverse.grad_fn.next_functions] == ["AccumulateGrad"]
-    assert SoftNewtonInverse.apply(matrix.detach(), 20, 0.0, True).grad_fn is None
+    assert SoftNewtonInverse.apply(matrix.detach(), 20, 0.0, True, "head").grad_fn is None
 
 
 def test_step_size_is_per_matrix_not_per_batch():
-    """The official SOFT-Norm takes one step size for the whole batch; ours depends on each matrix alone."""
+    """Scope "head" (official plain SOFT): every matrix has its own step size."""
     small, large = random_spd(1, 10, 3.0, seed=1), 50 * random_spd(1, 10, 3.0, seed=2)
     together = newton_initial_step(torch.cat([small, large]), adaptive=True)
     alone = torch.cat([newton_initial_step(small, adaptive=True), newton_initial_step(large, adaptive=True)])
     torch.testing.assert_close(together, alone, rtol=0, atol=0)
+
+
+def _official_batched_step(matrices: torch.Tensor) -> torch.Tensor:
+    """The official SOFT-Norm rule written as its while loop: one alpha from the largest row sum of all matrices,
+    halved while the largest column sum of |I - A V0| over all of them exceeds 1.01 (at most 10 times)."""
+    identity = torch.eye(matrices.shape[-1], dtype=matrices.dtype)
+    alpha = 2.0 / matrices.sum(-1).max() ** 2
+    halvings = 0
+    while (identity - alpha * matrices @ matrices).abs().sum(-2).max() > 1.01 and halvings < 10:
+        alpha, halvings = alpha / 2, halvings + 1
+    return alpha
+
+
+@pytest.mark.parametrize("scale", [1.0, 40.0])
+def test_step_scopes_group_the_matrices_they_name(scale):
+    """(batch 2, heads 3) matrices: "image" shares one alpha over an image's heads, "batch" over everything; each
+    equals the official while loop on its group."""
+    matrices = torch.stack([random_spd(3, 8, 5.0, seed=seed) for seed in range(2)]).abs()  # (2, 3, 8, 8)
+    matrices[1, 2] *= scale
+    per_image = newton_initial_step(matrices, adaptive=True, scope="image")
+    per_batch = newton_initial_step(matrices, adaptive=True, scope="batch")
+    assert per_image.shape == (2, 1, 1, 1) and per_batch.shape == (1, 1, 1, 1)
+    for image in range(2):
+        torch.testing.assert_close(per_image[image].squeeze(), _official_batched_step(matrices[image]), rtol=0, atol=0)
+    torch.testing.assert_close(per_batch.squeeze(), _official_batched_step(matrices), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("adaptive", [False, True], ids=["soft-step", "soft-norm-step"])
+def test_unrolled_backward_is_the_derivative_of_an_unconverged_forward(adaptive):
+    """After 4 steps the iteration is far from A^-1: gradcheck (finite differences of the forward itself) accepts the
+    unrolled backward, step size included, and rejects the analytic inverse gradient."""
+    matrix = random_spd(2, 6, 30.0).requires_grad_(True)
+    unrolled = lambda m: newton_inverse(m, 4, 0.0, adaptive, step_scope="image", backward="unrolled")  # noqa: E731
+    analytic = lambda m: newton_inverse(m, 4, 0.0, adaptive, step_scope="image", backward="analytic")  # noqa: E731
+    assert (unrolled(matrix) @ matrix - torch.eye(6, dtype=matrix.dtype)).abs().max() > 0.1
+    assert torch.autograd.gradcheck(unrolled, (matrix,), eps=1e-6, atol=1e-7)
+    assert not torch.autograd.gradcheck(analytic, (matrix,), eps=1e-6, atol=1e-7, raise_exception=False)
+
+
+def test_unrolled_and_analytic_backward_agree_at_convergence():
+    matrix = random_spd(2, 8, 4.0)
+    upstream = torch.randn(2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for backward in ("analytic", "unrolled"):
+        leaf = matrix.clone().requires_grad_(True)
+        (newton_inverse(leaf, 40, 0.0, True, backward=backward) * upstream).sum().backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-10)
+
+
+def test_unknown_backward_is_refused():
+    with pytest.raises(ValueError, match="analytic"):
+        newton_inverse(random_spd(1, 4, 2.0), backward="autograd")
 
 
 def collapsed_landmark_kernel(dtype=torch.float32) -> torch.Tensor:

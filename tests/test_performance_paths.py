@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 
 import pytest
@@ -22,10 +21,10 @@ from soft_hf.soft_attention import (
     ONEDNN_AVAILABLE,
     GELU_CHUNK_ELEMENTS,
     FastGELUTanh,
-    SoftLinear,
     SoftSelfAttention,
     TanhGELUFunction,
     cholesky_inverse_spd,
+    fused_linear,
     gaussian_kernel,
     landmark_counts,
     landmark_grid,
@@ -34,7 +33,7 @@ from soft_hf.soft_attention import (
 )
 from transformers.activations import ACT2FN
 
-from conftest import REPO_ROOT, tiny_config_kwargs
+from conftest import REPO_ROOT, reference_record, tiny_config_kwargs
 
 
 def load_official_baseline():
@@ -59,21 +58,18 @@ def tiny_model(dtype=torch.float32, **overrides) -> SoftForImageClassification:
 def test_fast_tanh_gelu_equals_torch_tanh_gelu(dtype, tolerance, numel):
     inputs = torch.linspace(-12, 12, numel, dtype=dtype).reshape(-1, 1)
     expected = F.gelu(inputs, approximate="tanh")
+    copy = inputs.clone()
     torch.testing.assert_close(FastGELUTanh()(inputs), expected, rtol=0, atol=tolerance)
-    in_place = inputs.clone()
-    result = FastGELUTanh(inplace=True)(in_place)
-    assert result.data_ptr() == in_place.data_ptr()
-    torch.testing.assert_close(result, expected, rtol=0, atol=tolerance)
-    # non-contiguous input: falls back to torch's kernel, still the same function, input untouched
+    torch.testing.assert_close(inputs, copy, rtol=0, atol=0)  # the input is never written to
+    # non-contiguous input: falls back to torch's kernel, still the same function
     strided = inputs.expand(-1, 2)
-    torch.testing.assert_close(FastGELUTanh(inplace=True)(strided), F.gelu(strided, approximate="tanh"))
-    torch.testing.assert_close(strided[:, 0], inputs[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(FastGELUTanh()(strided), F.gelu(strided, approximate="tanh"))
 
 
 def test_fast_tanh_gelu_gradient():
     inputs = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(TanhGELUFunction.apply, (inputs,))
-    FastGELUTanh(inplace=True)(inputs).sum().backward()  # grad mode never overwrites the input
+    FastGELUTanh()(inputs).sum().backward()
     expected = torch.autograd.grad(F.gelu(inputs, approximate="tanh").sum(), inputs)[0]
     torch.testing.assert_close(inputs.grad, expected, rtol=1e-12, atol=1e-12)
 
@@ -115,30 +111,38 @@ def test_onednn_is_used_only_for_float32_cpu_inference():
             assert not use_onednn(inputs, weight)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps its lower-precision linear layers
             assert not use_onednn(inputs, weight)
-            assert SoftLinear(3, 4)(inputs).dtype == torch.bfloat16
+            assert fused_linear(torch.nn.Linear(3, 4), inputs).dtype == torch.bfloat16
+    # any parameter that needs a gradient (here only the bias: bias-only fine-tuning) keeps autograd's kernels
+    frozen_weight, trainable_bias = weight.detach(), torch.zeros(4, requires_grad=True)
+    assert not use_onednn(inputs, frozen_weight, trainable_bias)
+    with torch.no_grad():
+        assert use_onednn(inputs, frozen_weight, trainable_bias) == ONEDNN_AVAILABLE
 
 
 @needs_onednn
 @pytest.mark.parametrize("activation_name", ["gelu_pytorch_tanh", "gelu", "relu"])
-def test_soft_linear_matches_nn_linear_with_and_without_fused_activation(activation_name):
+def test_fused_linear_matches_nn_linear_with_and_without_fused_activation(activation_name):
     torch.manual_seed(0)
-    layer = SoftLinear(48, 96)
+    layer = torch.nn.Linear(48, 96)
     activation = ACT2FN[activation_name] if activation_name != "gelu_pytorch_tanh" else FastGELUTanh()
     inputs = torch.randn(2, 37, 48) * 3
     expected_linear = F.linear(inputs, layer.weight, layer.bias)
     expected = activation(expected_linear.clone())
     with torch.no_grad():
-        calls = onednn_op_calls(lambda: layer(inputs))
+        calls = onednn_op_calls(lambda: fused_linear(layer, inputs))
         assert calls.get("mkldnn::_linear_pointwise") == 1
-        torch.testing.assert_close(layer(inputs), expected_linear, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(layer.forward_with_activation(inputs, activation), expected, rtol=1e-5, atol=1e-5)
-        fused = onednn_op_calls(lambda: layer.forward_with_activation(inputs, activation))
+        torch.testing.assert_close(fused_linear(layer, inputs), expected_linear, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fused_linear(layer, inputs, activation), expected, rtol=1e-5, atol=1e-5)
+        fused = onednn_op_calls(lambda: fused_linear(layer, inputs, activation))
         assert fused == {"mkldnn::_linear_pointwise": 1}  # fused or not, one GEMM call; ReLU runs after it
         with torch.backends.mkldnn.flags(enabled=False):  # the switch that turns the fast path off
-            assert onednn_op_calls(lambda: layer(inputs)) == {}
+            assert onednn_op_calls(lambda: fused_linear(layer, inputs)) == {}
+        handle = layer.register_forward_hook(lambda *args: None)  # an observed layer is called, on PyTorch's kernel
+        assert onednn_op_calls(lambda: fused_linear(layer, inputs)) == {}
+        handle.remove()
     # with autograd: PyTorch's kernels, exact, and gradients flow
-    output = layer.forward_with_activation(inputs, activation)
-    assert output.requires_grad and onednn_op_calls(lambda: layer(inputs)) == {}
+    output = fused_linear(layer, inputs, activation)
+    assert output.requires_grad and onednn_op_calls(lambda: fused_linear(layer, inputs)) == {}
     output.sum().backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
 
@@ -190,8 +194,8 @@ def test_model_inference_on_onednn_matches_pytorch_kernels():
         fast = model(pixel_values).logits
         with torch.backends.mkldnn.flags(enabled=False):
             reference = model(pixel_values).logits
-    num_linear = sum(isinstance(module, SoftLinear) for module in model.modules())
-    assert calls["mkldnn::_linear_pointwise"] == num_linear
+    num_linear = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    assert calls["mkldnn::_linear_pointwise"] == num_linear - 1  # all but the classifier, which is called
     assert calls["mkldnn::_convolution_pointwise"] == len(model.config.depths) + 2  # 3 stem convs, 1 per later stage
     torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
@@ -382,10 +386,12 @@ def test_meta_device_forward_gives_shapes_without_compute():
     assert tokens.device.type == "meta" and tokens.shape == (2, 1 + 3 * 2, 32)
 
 
-def test_official_baseline_reproduces_official_logits(reference):
+@pytest.mark.parametrize("arch", ["compact_soft", "mini_soft"])
+def test_official_baseline_reproduces_official_logits(request, arch):
     """benchmarks/official_baseline.py is an honest baseline: with the official weights it gives the official logits."""
+    reference = request.getfixturevalue("compact_reference" if arch.startswith("compact") else "reference")
     baseline_module = load_official_baseline()
-    record = next(item for item in json.loads((reference / "vectors.json").read_text()) if item["arch"] == "mini_soft")
+    record = reference_record(reference, arch)
     constructor = record["constructor"]
     baseline = baseline_module.OfficialSoftBaseline(
         embed_dims=constructor["embed_dims"],
@@ -396,10 +402,10 @@ def test_official_baseline_reproduces_official_logits(reference):
         num_classes=constructor["num_classes"],
     )
     with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(reference / "mini_soft.pth", map_location="cpu", weights_only=True)
+        checkpoint = torch.load(reference / f"{arch}.pth", map_location="cpu", weights_only=True)
     baseline.load_state_dict(checkpoint["state_dict"], strict=True)
     baseline.eval()
-    vectors = load_file(reference / "mini_soft.io.safetensors")
+    vectors = load_file(reference / f"{arch}.io.safetensors")
     for index in range(len(record["cases"])):
         with torch.no_grad():
             logits32 = baseline(vectors[f"input_{index}"])

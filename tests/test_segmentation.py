@@ -328,3 +328,89 @@ def test_training_script_reports_mean_iou_of_the_saved_model(dataset_root, tmp_p
     metrics = evaluate_segmentation(model, loader)
     assert metrics["mean_iou"] == pytest.approx(results["eval_mean_iou"], abs=1e-6)
     assert json.loads((model_dir / "eval_results.json").read_text())["eval_mean_iou"] == results["eval_mean_iou"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs that were lost: masks checked before training, checkpoints and exact resume (issue 16)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _segmentation_arguments(dataset_root, output_dir, config_path, *extra):
+    # fmt: off
+    return [
+        "--train_dir", str(dataset_root / "train"), "--validation_dir", str(dataset_root / "validation"),
+        "--output_dir", str(output_dir), "--backbone", str(config_path), "--crop_size", "64", "--eval_size", "64",
+        "--per_device_train_batch_size", "2", "--decoder_hidden_size", "16", "--auxiliary_channels", "8",
+        "--num_workers", "0", "--logging_steps", "100", "--seed", "3", *extra,
+    ]
+    # fmt: on
+
+
+@pytest.fixture()
+def train_segmentation(single_thread):
+    from helpers_hub import load_script_module
+
+    return load_script_module("train_segmentation").main
+
+
+def test_bad_masks_are_all_reported_before_training_starts(dataset_root, tmp_path, train_segmentation):
+    """Defect 5: a wrong-size mask crashed the run at step 20 of 40 with nothing saved; a value of 7 with 3 classes
+    gave `IndexError: Target 7 is out of bounds` naming no file; 0/255 masks trained nothing and scored mIoU 1.0."""
+    import shutil
+
+    config_path = tmp_path / "backbone.json"
+    config_path.write_text(json.dumps(tiny_soft_norm_kwargs()))
+    data = tmp_path / "data"
+    shutil.copytree(dataset_root, data)
+    masks = data / "train" / "masks"
+    Image.new("L", (10, 12)).save(masks / "rocket.png")  # wrong size
+    coins = np.array(Image.open(masks / "coins.png"))
+    coins[:3, :3] = 7  # a class that does not exist
+    Image.fromarray(coins).save(masks / "coins.png")
+    output_dir = tmp_path / "run"
+    with pytest.raises(ValueError) as error:
+        train_segmentation(_segmentation_arguments(data, output_dir, config_path, "--max_train_steps", "4"))
+    message = str(error.value)
+    assert "2 of the 6 image/mask pairs" in message
+    assert f"mask {masks / 'rocket.png'} is 10x12 but its image" in message
+    assert f"mask {masks / 'coins.png'} holds class values [7] outside 0..1" in message
+    assert not (output_dir / "train_log.jsonl").exists()  # nothing was trained
+
+    binary = tmp_path / "binary"
+    shutil.copytree(dataset_root, binary)
+    for folder in ("train", "validation"):
+        for mask_path in (binary / folder / "masks").glob("*.png"):
+            Image.fromarray((np.array(Image.open(mask_path)) * 255).astype(np.uint8)).save(mask_path)
+    (binary / "id2label.json").unlink()
+    with pytest.raises(ValueError, match=r"only the values 0 and 255 .* Save the masks as 0/1"):
+        train_segmentation(
+            _segmentation_arguments(binary, output_dir, config_path, "--max_train_steps", "4", "--num_labels", "2")
+        )
+
+
+@pytest.mark.slow
+def test_segmentation_training_resumes_exactly_from_a_checkpoint(dataset_root, tmp_path, train_segmentation):
+    """Defect 5: train_segmentation.py had no checkpoints and no resume."""
+    config_path = tmp_path / "backbone.json"
+    config_path.write_text(json.dumps(tiny_soft_norm_kwargs(drop_path_rate=0.1)))
+    steps = ["--max_train_steps", "6", "--checkpointing_steps", "2"]
+    whole = tmp_path / "whole"
+    train_segmentation(_segmentation_arguments(dataset_root, whole, config_path, *steps))
+    resumed = tmp_path / "resumed"
+    interrupted = train_segmentation(
+        _segmentation_arguments(dataset_root, resumed, config_path, *steps, "--stop_after_steps", "4")
+    )
+    assert interrupted == {"step": 4, "stopped_early": True}
+    assert sorted(path.name for path in (resumed / "checkpoints").iterdir()) == ["step_2", "step_4"]
+    results = train_segmentation(
+        _segmentation_arguments(dataset_root, resumed, config_path, *steps, "--resume_from_checkpoint", "latest")
+    )
+    read = lambda folder: [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    expected, actual = read(whole), read(resumed)
+    assert [record["step"] for record in actual] == list(range(1, 7))
+    for before, after in zip(expected, actual):
+        assert after["loss"] == pytest.approx(before["loss"], abs=1e-5), (before, after)
+        assert after["lr"] == pytest.approx(before["lr"], rel=1e-9)
+    assert results["eval_mean_iou"] == pytest.approx(
+        json.loads((whole / "all_results.json").read_text())["eval_mean_iou"], abs=1e-6
+    )

@@ -47,6 +47,7 @@ from soft_hf.training import (
     read_train_log,
 )
 
+from conftest import tiny_config_kwargs
 from helpers_training import (
     EVALUATE_SCRIPT,
     PLAIN_RECIPE_FLAGS,
@@ -511,3 +512,92 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, options):
         floating = [name for name in final if final[name].is_floating_point()]
         differing = [name for name in floating if not torch.equal(final[name], ema[name])]
         assert len(differing) > len(floating) // 2, differing
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data that silently changed what was learned or crashed a run (issue 16)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_nested_class_folders_and_stray_root_images_are_refused_with_the_fix(tmp_path):
+    """Defect 4: cat/indoor/*.jpg + dog/outdoor/*.jpg trained classes 'indoor'/'outdoor'; a stray root image gave
+    "has no column 'label' ... pass --label_column_name"."""
+    nested = tmp_path / "nested"
+    make_image_folder(nested / "cat", {"indoor": 2}, seed=0)
+    make_image_folder(nested / "dog", {"outdoor": 2}, seed=1)
+    with pytest.raises(ValueError) as error:
+        load_image_classification_data(train_dir=str(nested), cache_dir=str(tmp_path / "cache"))
+    message = str(error.value)
+    assert "nested class folders" in message and "'indoor'" in message and "'cat'" in message
+    assert "one level of class folders" in message
+
+    mixed = tmp_path / "mixed"
+    make_image_folder(mixed, {"cat": 2, "dog": 2}, seed=0)
+    make_image_folder(mixed / "dog", {"puppies": 1}, seed=2)
+    with pytest.raises(ValueError, match=r"mixed depths \(4 image\(s\) in <class>/<image>, 1 deeper down\)"):
+        load_image_classification_data(train_dir=str(mixed), cache_dir=str(tmp_path / "cache"))
+
+    stray = tmp_path / "stray"
+    make_image_folder(stray, {"cat": 2, "dog": 2}, seed=0)
+    PIL.Image.new("RGB", (8, 8)).save(stray / "IMG_0001.png")
+    with pytest.raises(ValueError, match=r"directly in it, outside any class sub-folder: IMG_0001.png"):
+        load_image_classification_data(validation_dir=str(tmp_path / "stray"), train_dir=str(mixed.parent / "stray"))
+
+    # Hidden files (macOS `._x.png`, `.DS_Store`) do not count: datasets skips them too.
+    clean = tmp_path / "clean"
+    make_image_folder(clean, {"cat": 2, "dog": 2}, seed=0)
+    (clean / "cat" / "._000.png").write_bytes(b"\0\5\26\7AppleDouble")
+    (clean / ".DS_Store").write_bytes(b"\0")
+    data = load_image_classification_data(train_dir=str(clean), train_val_split=None, cache_dir=str(tmp_path / "c2"))
+    assert data.label_names == ["cat", "dog"] and len(data.split("train")) == 4
+
+
+def test_one_unreadable_image_in_a_mixup_batch_of_two_does_not_stop_training(tmp_path):
+    """Defect 7: with mixup and 2 images per device, one unreadable image raised "Every image of a training batch
+    was unreadable", which was false."""
+    from soft_hf.training import train
+
+    make_image_folder(tmp_path / "train", {"a": 2, "b": 1}, seed=0, corrupt={"b": 1})
+    make_image_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=1)
+    arguments = [*TINY_MODEL_FLAGS, "--train_dir", str(tmp_path / "train"), "--validation_dir", str(tmp_path / "val")]
+    arguments += ["--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--num_train_epochs", "1"]
+    arguments += ["--mixup", "0.8", "--cutmix", "1.0", "--auto_augment", "none", "--reprob", "0", "--cpu"]
+    arguments += ["--output_dir", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--report_to", "none"]
+    results = train(parse_train_args(arguments))
+    assert results["train_steps"] == 2 and results["train_skipped_images"] == 1
+    assert results["train_images"] == 3
+    assert all(math.isfinite(record["loss"]) for record in read_train_log(tmp_path / "run"))
+
+
+def test_converted_imagenet_checkpoint_evaluates_on_synset_folders(tmp_path, capsys):
+    """Defect 7: `evaluate.py --validation_dir imagenet/val` failed on converted ImageNet checkpoints (synset folder
+    names vs timm's descriptions in id2label) and advised --ignore_mismatched_sizes."""
+    from helpers_hub import imagenet_labels
+
+    from soft_hf import export_pretrained
+    from soft_hf.data import label_mapping_to_model
+    from soft_hf.evaluation import build_evaluate_parser, run_evaluation
+
+    labels = imagenet_labels()
+    torch.manual_seed(0)
+    model = SoftForImageClassification(
+        SoftConfig(**tiny_config_kwargs(num_labels=1000, id2label=labels, label2id={v: k for k, v in labels.items()}))
+    )
+    folder = export_pretrained(model, tmp_path / "soft-imagenet", image_processor=SoftImageProcessor(
+        crop_size={"height": 64, "width": 64}))
+    # ImageNet-style validation folder: WordNet synsets as class folders (tench = 0, tabby cat = 281).
+    make_image_folder(tmp_path / "val", {"n01440764": 2, "n02123045": 2}, seed=0)
+
+    predictions = tmp_path / "predictions.jsonl"
+    arguments = ["--model_name_or_path", str(folder), "--validation_dir", str(tmp_path / "val"), "--cpu"]
+    arguments += ["--num_workers", "0", "--save_predictions", str(predictions), "--cache_dir", str(tmp_path / "c")]
+    results = run_evaluation(build_evaluate_parser().parse_args(arguments))
+    capsys.readouterr()
+    assert results["num_samples"] == 4 and results["num_skipped"] == 0
+    assert sorted(record["label"] for record in read_jsonl(predictions)) == [0, 0, 281, 281]
+
+    assert label_mapping_to_model(["n01440764", "n02123045"], labels, for_training=False) == [0, 281]
+    # Data the model does not know: the evaluation advice is about the data, not about fine-tuning.
+    with pytest.raises(ValueError) as error:
+        label_mapping_to_model(["cat", "dog"], labels, for_training=False)
+    assert "--ignore_mismatched_sizes" not in str(error.value) and "synset" in str(error.value)
