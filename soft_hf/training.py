@@ -1,17 +1,28 @@
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Training SOFT image classifiers with Accelerate, following the official ImageNet recipe.
 
-The recipe of the official code (github.com/fudan-zvg/SOFT, `main.py` and `config/SOFT_*.yaml`), used as defaults:
-AdamW with lr 1e-3 per 1024 images of global batch (linear scaling), weight decay 0.05 except norms, biases,
-position embeddings and the classification token, a cosine schedule to 5e-5 with 10 warmup epochs from 1e-6 (timm's
-`CosineLRScheduler`, stepped per optimizer update), 300 epochs, gradient clipping at 1.0, label smoothing 0.1, mixup
-0.8 / cutmix 1.0 (timm's `Mixup` with `SoftTargetCrossEntropy`), RandAugment `rand-m9-mstd0.5-inc1`, random erasing
-0.25 (timm's `create_transform`), drop path 0.1 and optionally an EMA of the weights (decay 0.99996).
+The defaults are the recipe of the official code (github.com/fudan-zvg/SOFT: `main.py`, run with timm 0.3.2, and
+`config/SOFT_*.yaml`), preset by preset (`OFFICIAL_RECIPES`; `--recipe`):
+- AdamW (betas 0.9/0.999, eps 1e-8), peak learning rate `lr x global batch / 1024` (linear scaling), with `lr` and
+  the batch per device of the preset's config: 1e-3 / 128 for Tiny and Small, 3.5e-4 / 32 Medium, 3.3e-4 / 32
+  Large, 2.7e-4 / 32 Huge, and the same for the Norm variants except Medium-Norm (4e-4 / 32);
+- weight decay 0.05 except on 1-D parameters (norm weights, biases) and the classification token (timm 0.3.2's
+  `create_optimizer` with the official model's `no_weight_decay() == {"cls_token"}`); position embeddings are decayed;
+- timm's `CosineLRScheduler` over the epochs, stepped once per epoch: 10 warmup epochs from 1e-6 (the first epoch
+  runs at 1e-6), cosine to 5e-5 over 300 epochs (the warmup counts towards the cosine period);
+- gradient clipping at 1.0, label smoothing 0.1, mixup 0.8 / cutmix 1.0 (timm's `Mixup` with
+  `SoftTargetCrossEntropy`), RandAugment `rand-m9-mstd0.5-inc1` (timm's `create_transform`), random erasing 0.25
+  applied to the mixed batch (as timm's prefetching loader does), drop path 0.1;
+- an EMA of the weights (decay 0.99996, updated after every optimizer step) that is validated every epoch; "best" is
+  chosen on the EMA's top-1 accuracy and exported from the EMA weights, as the official checkpoint saver does.
+Each official choice has a flag for the alternative: `--no_model_ema`, `--lr_schedule_updates step` (per optimizer
+step, for short runs), `--random_erasing_placement per_image`, `--exempt_position_embeddings`.
 
 Accelerate provides devices, mixed precision, gradient accumulation, multi-process training (`accelerate launch`),
 trackers and `save_state`/`load_state` checkpoints. Resuming is exact: the data order depends only on
-`(seed, epoch)`, each sample's augmentation only on `(seed, epoch, index)`, and `load_state` restores the model,
-optimizer, EMA and RNG states; the learning rate is a function of the number of completed optimizer steps.
+`(seed, epoch)`, each sample's augmentation only on `(seed, epoch, index)`, `load_state` restores the model,
+optimizer, EMA and RNG states (mixup and batch-level random erasing draw from the restored global RNGs), and the
+learning rate is a function of the position in training (the epoch, or the number of completed optimizer steps).
 
 `scripts/train.py` is `main()`; `train(args)` can be called from Python with `parse_train_args([...])`.
 This module does not travel with checkpoints.
@@ -78,8 +89,85 @@ CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Recipe pieces
+# The official recipe, preset by preset
 # ----------------------------------------------------------------------------------------------------------------
+
+# github.com/fudan-zvg/SOFT `main.py`: `--model-ema` defaults to True with `--model-ema-decay 0.99996`, and no config
+# file overrides them; `--warmup-lr 1e-6`, `--weight-decay 0.05`, `--opt-eps 1e-8` are main.py defaults as well.
+OFFICIAL_MODEL_EMA_DECAY = 0.99996
+OFFICIAL_WARMUP_LEARNING_RATE = 1e-6
+OFFICIAL_WEIGHT_DECAY = 0.05
+# The names the official model's `no_weight_decay()` returns (models/softmax_free_vision_transformer.py); timm 0.3.2's
+# `create_optimizer` exempts them, every 1-D parameter and every `.bias` from weight decay.
+OFFICIAL_NO_WEIGHT_DECAY_NAMES = ("cls_token",)
+
+
+@dataclass(frozen=True)
+class OfficialRecipe:
+    """The per-preset values of an official ImageNet-1k run, as its config file (`config/SOFT_*.yaml` of
+    github.com/fudan-zvg/SOFT) sets them; `model_ema_decay` is main.py's default (no config sets it).
+
+    `learning_rate` is the config's `lr`, the rate for 1024 images of global batch: main.py scales it by
+    `batch_size x world_size / 1024`. `per_device_train_batch_size` is the config's `batch_size` (per GPU)."""
+
+    config_file: str
+    learning_rate: float  # lr
+    per_device_train_batch_size: int  # batch_size
+    warmup_epochs: int  # warmup_epochs
+    min_learning_rate: float  # min_lr
+    num_train_epochs: int  # epochs
+    max_grad_norm: float  # clip_grad
+    model_ema_decay: float = OFFICIAL_MODEL_EMA_DECAY
+
+
+# One row per preset: the config file of the PyTorch Gaussian kernel (the `*_cuda.yaml` configs of the CUDA kernel
+# agree except SOFT_Large_cuda.yaml, which has lr 3.5e-4).
+OFFICIAL_RECIPES = {
+    "soft-tiny": OfficialRecipe("config/SOFT_Tiny.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-small": OfficialRecipe("config/SOFT_Small.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-medium": OfficialRecipe("config/SOFT_Medium.yaml", 3.5e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-large": OfficialRecipe("config/SOFT_Large.yaml", 3.3e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-huge": OfficialRecipe("config/SOFT_Huge.yaml", 2.7e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-tiny": OfficialRecipe("config/SOFT_Tiny_norm.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-norm-small": OfficialRecipe("config/SOFT_Small_norm.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-norm-medium": OfficialRecipe("config/SOFT_Medium_norm.yaml", 4e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-large": OfficialRecipe("config/SOFT_Large_norm.yaml", 3.3e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-huge": OfficialRecipe("config/SOFT_Huge_norm.yaml", 2.7e-4, 32, 10, 5e-5, 300, 1.0),
+}
+# Architectures without an official run (`TRAINING_PRESETS`) take this preset's recipe.
+FALLBACK_RECIPE = "soft-tiny"
+RECIPE_CHOICES = ("official", *OFFICIAL_RECIPES)
+
+
+def recipe_preset(recipe: str, model_type: str) -> str:
+    """The preset whose official config gives the defaults: `--recipe official` means the config of `--model_type`
+    (SOFT-Tiny's for architectures without an official run); `--recipe soft-medium` etc. names one explicitly (e.g. to
+    fine-tune a pretrained SOFT-Medium with its own recipe)."""
+    if recipe != "official":
+        if recipe not in OFFICIAL_RECIPES:
+            raise ValueError(f"Unknown --recipe {recipe!r}; choose one of {list(RECIPE_CHOICES)}.")
+        return recipe
+    return model_type if model_type in OFFICIAL_RECIPES else FALLBACK_RECIPE
+
+
+def apply_official_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the flags left unset (None) with the chosen official config's values, and record the choice in
+    `args.recipe_preset`, `args.recipe_config` and `args.recipe_overrides` (the recipe flags given explicitly).
+    Idempotent."""
+    if getattr(args, "recipe_preset", None) is not None:
+        return args
+    preset = recipe_preset(args.recipe, args.model_type)
+    recipe = OFFICIAL_RECIPES[preset]
+    overrides = []
+    for field_ in dataclasses.fields(OfficialRecipe):
+        if field_.name == "config_file":
+            continue
+        if getattr(args, field_.name) is None:
+            setattr(args, field_.name, getattr(recipe, field_.name))
+        else:
+            overrides.append(field_.name)
+    args.recipe_preset, args.recipe_config, args.recipe_overrides = preset, recipe.config_file, overrides
+    return args
 
 
 def linear_scaled_learning_rate(
@@ -89,27 +177,31 @@ def linear_scaled_learning_rate(
     return base_learning_rate * global_batch_size / reference
 
 
-def is_no_weight_decay_parameter(module: nn.Module, parameter_name: str) -> bool:
-    """Norm weights/biases, every bias, position embeddings and the classification token are not decayed."""
-    norm_types = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
-    return isinstance(module, norm_types) or parameter_name in ("bias", "position_embeddings", "cls_token")
+def is_no_weight_decay_parameter(
+    name: str, parameter: torch.Tensor, exempt_position_embeddings: bool = False
+) -> bool:
+    """The official exemptions (timm 0.3.2 `add_weight_decay` with the official model's `no_weight_decay()`): 1-D
+    parameters (norm weights, biases), biases and the classification token. Position embeddings are decayed, as in
+    the official runs, unless `exempt_position_embeddings`."""
+    leaf = name.rpartition(".")[2]
+    if parameter.ndim == 1 or leaf == "bias" or leaf in OFFICIAL_NO_WEIGHT_DECAY_NAMES:
+        return True
+    return exempt_position_embeddings and leaf == "position_embeddings"
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(model: nn.Module, weight_decay: float, exempt_position_embeddings: bool = False) -> list[dict]:
     """Two AdamW parameter groups: decayed weights and the exempt parameters (`is_no_weight_decay_parameter`).
     Each group also lists its parameter names (under "names") for inspection."""
     decay, no_decay, decay_names, no_decay_names = [], [], [], []
-    for module_name, module in model.named_modules():
-        for parameter_name, parameter in module.named_parameters(recurse=False):
-            if not parameter.requires_grad:
-                continue
-            full_name = f"{module_name}.{parameter_name}" if module_name else parameter_name
-            if is_no_weight_decay_parameter(module, parameter_name):
-                no_decay.append(parameter)
-                no_decay_names.append(full_name)
-            else:
-                decay.append(parameter)
-                decay_names.append(full_name)
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if is_no_weight_decay_parameter(name, parameter, exempt_position_embeddings):
+            no_decay.append(parameter)
+            no_decay_names.append(name)
+        else:
+            decay.append(parameter)
+            decay_names.append(name)
     return [
         {"params": decay, "weight_decay": weight_decay, "names": decay_names},
         {"params": no_decay, "weight_decay": 0.0, "names": no_decay_names},
@@ -117,30 +209,111 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def create_optimizer(
-    model: nn.Module, learning_rate: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    betas=(0.9, 0.999),
+    eps: float = 1e-8,
+    exempt_position_embeddings: bool = False,
 ):
     groups = [
         {key: value for key, value in group.items() if key != "names"}
-        for group in parameter_groups(model, weight_decay)
+        for group in parameter_groups(model, weight_decay, exempt_position_embeddings)
     ]
     return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
 def create_lr_scheduler(
-    optimizer, total_steps: int, warmup_steps: int, warmup_learning_rate: float, min_learning_rate: float
+    optimizer,
+    total_steps: float,
+    warmup_steps: float,
+    warmup_learning_rate: float,
+    min_learning_rate: float,
+    t_in_epochs: bool = False,
 ):
-    """timm's cosine schedule, stepped per optimizer update (`scheduler.step_update(num_updates)`): linear warmup from
-    `warmup_learning_rate` over `warmup_steps`, then cosine to `min_learning_rate` at `total_steps` (the warmup
-    counts towards the cosine period, as in the official runs)."""
+    """timm's cosine schedule: linear warmup from `warmup_learning_rate` over `warmup_steps`, then cosine to
+    `min_learning_rate` at `total_steps` (the warmup counts towards the cosine period, as in the official runs).
+
+    With `t_in_epochs=True` (the official runs) both lengths are in epochs and the schedule is driven by
+    `scheduler.step(epoch)`, so the rate changes once per epoch; otherwise they are optimizer steps and it is driven
+    by `scheduler.step_update(completed_steps)`."""
     from timm.scheduler import CosineLRScheduler
+
+    def whole(value):
+        return int(value) if float(value).is_integer() else value
 
     return CosineLRScheduler(
         optimizer,
-        t_initial=max(1, total_steps),
+        t_initial=whole(total_steps) if t_in_epochs else max(1, total_steps),
         lr_min=min_learning_rate,
-        warmup_t=warmup_steps,
+        warmup_t=whole(warmup_steps),
         warmup_lr_init=warmup_learning_rate,
-        t_in_epochs=False,
+        t_in_epochs=t_in_epochs,
+    )
+
+
+class BatchAugmentation:
+    """What happens to a training batch before the forward pass: timm's Mixup/CutMix (labels become soft targets),
+    then timm's RandomErasing of each mixed image. The official runs erase after mixing: timm 0.3.2's prefetching
+    loader mixes in its collate function (`FastCollateMixup`) and erases the normalised batch on the GPU. Either part
+    may be absent (`None`)."""
+
+    def __init__(self, mixup=None, random_erasing=None):
+        self.mixup = mixup
+        self.random_erasing = random_erasing
+
+    def __call__(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pixel_values` (batch, 3, H, W), `labels` (batch,) -> augmented pixel values and targets (soft
+        (batch, num_labels) targets with mixup, else the labels)."""
+        targets = labels
+        if self.mixup is not None:
+            pixel_values, targets = self.mixup(pixel_values, labels)
+        if self.random_erasing is not None:
+            pixel_values = self.random_erasing(pixel_values)  # in place, image by image
+        return pixel_values, targets
+
+
+def build_batch_augmentation(args: argparse.Namespace, num_labels: int, device) -> BatchAugmentation:
+    """Mixup/CutMix as configured, and random erasing when `--random_erasing_placement after_mixup` (the default;
+    with `per_image` it is part of each image's transform instead, `augmentation_config`)."""
+    from timm.data import Mixup
+    from timm.data.random_erasing import RandomErasing
+
+    mixup = None
+    if args.mixup > 0 or args.cutmix > 0:
+        mixup = Mixup(
+            mixup_alpha=args.mixup,
+            cutmix_alpha=args.cutmix,
+            prob=args.mixup_prob,
+            switch_prob=args.mixup_switch_prob,
+            mode=args.mixup_mode,
+            label_smoothing=args.label_smoothing,
+            num_classes=num_labels,
+        )
+    random_erasing = None
+    if args.reprob > 0 and args.random_erasing_placement == "after_mixup":
+        random_erasing = RandomErasing(
+            probability=args.reprob, mode=args.remode, max_count=args.recount, device=device
+        )
+    return BatchAugmentation(mixup, random_erasing)
+
+
+def augmentation_config(args: argparse.Namespace, image_size: int, mean, std) -> AugmentationConfig:
+    """The per-image training transform's settings; random erasing is in it only with
+    `--random_erasing_placement per_image`."""
+    return AugmentationConfig(
+        image_size=image_size,
+        scale=tuple(args.scale),
+        ratio=tuple(args.ratio),
+        hflip=args.hflip,
+        color_jitter=args.color_jitter,
+        auto_augment=args.auto_augment,
+        interpolation=args.train_interpolation,
+        re_prob=args.reprob if args.random_erasing_placement == "per_image" else 0.0,
+        re_mode=args.remode,
+        re_count=args.recount,
+        mean=tuple(mean),
+        std=tuple(std),
     )
 
 
@@ -275,32 +448,61 @@ def build_train_parser() -> argparse.ArgumentParser:
 
     add_data_arguments(parser)
 
-    optimization = parser.add_argument_group("optimisation (official recipe defaults)")
-    optimization.add_argument("--per_device_train_batch_size", type=int, default=128)
+    optimization = parser.add_argument_group(
+        "optimisation (official recipe defaults; flags marked [recipe] default to the --recipe config's value)"
+    )
+    optimization.add_argument(
+        "--recipe",
+        default="official",
+        type=str.lower,
+        choices=RECIPE_CHOICES,
+        help="Whose official config gives the [recipe] defaults: 'official' (default) takes --model_type's "
+        f"(config/SOFT_*.yaml of github.com/fudan-zvg/SOFT; {FALLBACK_RECIPE}'s for architectures without an official "
+        "run), or name a preset, e.g. to fine-tune a pretrained soft-medium with its recipe.",
+    )
+    optimization.add_argument(
+        "--per_device_train_batch_size", type=int, default=None, help="[recipe] Training images per device and step."
+    )
     optimization.add_argument("--per_device_eval_batch_size", type=int, default=128)
     optimization.add_argument(
         "--learning_rate",
         type=float,
-        default=1e-3,
-        help=f"Peak learning rate per {REFERENCE_BATCH_SIZE} images of global batch (scaled linearly; see --no_lr_scaling).",
+        default=None,
+        help=f"[recipe] Peak learning rate per {REFERENCE_BATCH_SIZE} images of global batch (scaled linearly to the "
+        "real global batch: per device x processes x accumulation; see --no_lr_scaling).",
     )
     optimization.add_argument(
         "--no_lr_scaling", action="store_true", help="Use --learning_rate as is, without the linear scaling rule."
     )
-    optimization.add_argument("--weight_decay", type=float, default=0.05)
+    optimization.add_argument("--weight_decay", type=float, default=OFFICIAL_WEIGHT_DECAY)
+    optimization.add_argument(
+        "--exempt_position_embeddings",
+        action="store_true",
+        help="Also exempt position embeddings from weight decay (the official runs decay them; 1-D parameters, "
+        "biases and the classification token are always exempt).",
+    )
     optimization.add_argument("--adam_beta1", type=float, default=0.9)
     optimization.add_argument("--adam_beta2", type=float, default=0.999)
     optimization.add_argument("--adam_epsilon", type=float, default=1e-8)
-    optimization.add_argument("--num_train_epochs", type=int, default=300)
+    optimization.add_argument("--num_train_epochs", type=int, default=None, help="[recipe]")
     optimization.add_argument(
         "--max_train_steps", type=int, default=None, help="Total optimizer steps; overrides --num_train_epochs."
     )
     optimization.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optimization.add_argument("--warmup_epochs", type=float, default=10)
+    optimization.add_argument("--warmup_epochs", type=float, default=None, help="[recipe]")
     optimization.add_argument("--warmup_steps", type=int, default=None, help="Overrides --warmup_epochs.")
-    optimization.add_argument("--warmup_learning_rate", type=float, default=1e-6)
-    optimization.add_argument("--min_learning_rate", type=float, default=5e-5)
-    optimization.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables).")
+    optimization.add_argument("--warmup_learning_rate", type=float, default=OFFICIAL_WARMUP_LEARNING_RATE)
+    optimization.add_argument("--min_learning_rate", type=float, default=None, help="[recipe]")
+    optimization.add_argument(
+        "--lr_schedule_updates",
+        choices=("epoch", "step"),
+        default="epoch",
+        help="Update the learning rate once per epoch (default, as the official timm scheduler.step(epoch): the first "
+        "epoch runs at --warmup_learning_rate) or after every optimizer step (smoother; better for short runs).",
+    )
+    optimization.add_argument(
+        "--max_grad_norm", type=float, default=None, help="[recipe] Gradient clipping (0 disables)."
+    )
     optimization.add_argument("--label_smoothing", type=float, default=0.1)
     optimization.add_argument("--mixup", type=float, default=0.8, help="Mixup alpha (0 disables).")
     optimization.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0 disables).")
@@ -310,6 +512,13 @@ def build_train_parser() -> argparse.ArgumentParser:
     optimization.add_argument("--auto_augment", default="rand-m9-mstd0.5-inc1", help="timm policy; 'none' disables.")
     optimization.add_argument("--color_jitter", type=float, default=0.4, help="Used only when --auto_augment is none.")
     optimization.add_argument("--reprob", type=float, default=0.25, help="Random-erasing probability.")
+    optimization.add_argument(
+        "--random_erasing_placement",
+        choices=("after_mixup", "per_image"),
+        default="after_mixup",
+        help="Erase in the mixed batch (default, as the official runs' timm loader) or in each image's transform, "
+        "before mixup/cutmix.",
+    )
     optimization.add_argument("--remode", default="pixel")
     optimization.add_argument("--recount", type=int, default=1)
     optimization.add_argument("--scale", type=float, nargs=2, default=(0.08, 1.0), help="Random-resized-crop scale.")
@@ -317,9 +526,15 @@ def build_train_parser() -> argparse.ArgumentParser:
     optimization.add_argument("--hflip", type=float, default=0.5)
     optimization.add_argument("--train_interpolation", default="random")
     optimization.add_argument(
-        "--model_ema", action="store_true", help="Keep (and evaluate, export) an EMA of the weights."
+        "--model_ema",
+        action="store_true",
+        help="Keep an EMA of the weights, validate it every epoch, choose and export 'best' from it (the default, "
+        "as in the official runs).",
     )
-    optimization.add_argument("--model_ema_decay", type=float, default=0.99996)
+    optimization.add_argument(
+        "--no_model_ema", dest="model_ema", action="store_false", help="No EMA; 'best' from the raw weights."
+    )
+    optimization.add_argument("--model_ema_decay", type=float, default=None, help="[recipe]")
     optimization.add_argument("--seed", type=int, default=42)
     optimization.add_argument(
         "--mixed_precision",
@@ -366,11 +581,13 @@ def build_train_parser() -> argparse.ArgumentParser:
     run.add_argument("--hub_model_id", default=None)
     run.add_argument("--hub_token", default=None)
     run.add_argument("--hub_private_repo", action="store_true")
+    parser.set_defaults(model_ema=True)
     return parser
 
 
 def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_train_parser().parse_args(argv)
+    """Parse `scripts/train.py` flags, fill the [recipe] defaults (`apply_official_recipe`) and check them."""
+    args = apply_official_recipe(build_train_parser().parse_args(argv))
     check_train_args(args)
     return args
 
@@ -403,6 +620,8 @@ def check_train_args(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--checkpointing_steps must be a positive integer or 'epoch', got {args.checkpointing_steps!r}."
             )
+    if args.model_ema_decay is not None and not 0 <= args.model_ema_decay < 1:
+        raise ValueError(f"--model_ema_decay must be in [0, 1), got {args.model_ema_decay}.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/soft-tiny-finetuned).")
     if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
@@ -628,6 +847,7 @@ class SoftTrainer:
         from accelerate.logging import get_logger
         from accelerate.utils import set_seed
 
+        apply_official_recipe(args)
         check_train_args(args)
         self.args = args
         tracking = {"log_with": args.report_to, "project_dir": args.output_dir} if args.with_tracking else {}
@@ -673,19 +893,8 @@ class SoftTrainer:
         self.label_names = self.data.label_names
         self.model, self.image_processor = build_model_and_processor(args, self.label_names)
         self.image_size = dict(self.image_processor.crop_size)["height"]
-        augmentation = AugmentationConfig(
-            image_size=self.image_size,
-            scale=tuple(args.scale),
-            ratio=tuple(args.ratio),
-            hflip=args.hflip,
-            color_jitter=args.color_jitter,
-            auto_augment=args.auto_augment,
-            interpolation=args.train_interpolation,
-            re_prob=args.reprob,
-            re_mode=args.remode,
-            re_count=args.recount,
-            mean=tuple(self.image_processor.image_mean),
-            std=tuple(self.image_processor.image_std),
+        augmentation = augmentation_config(
+            args, self.image_size, self.image_processor.image_mean, self.image_processor.image_std
         )
         dataset_kwargs = dict(
             image_column=self.data.image_column,
@@ -730,8 +939,6 @@ class SoftTrainer:
         )
 
     def _build_optimization(self) -> None:
-        from timm.data import Mixup
-
         args, accelerator = self.args, self.accelerator
         self.global_batch_size = (
             args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
@@ -747,6 +954,7 @@ class SoftTrainer:
             args.weight_decay,
             betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon,
+            exempt_position_embeddings=args.exempt_position_embeddings,
         )
         self.model, self.optimizer, self.train_dataloader, self.eval_dataloader = accelerator.prepare(
             self.model, self.optimizer, self.train_dataloader, self.eval_dataloader
@@ -763,10 +971,12 @@ class SoftTrainer:
         self.steps_per_epoch = (
             math.ceil(self.batches_per_epoch / args.gradient_accumulation_steps) if self.batches_per_epoch else None
         )
-        if self.steps_per_epoch is None and (args.max_train_steps is None or args.warmup_steps is None):
+        if self.steps_per_epoch is None and (
+            args.max_train_steps is None or args.warmup_steps is None or args.lr_schedule_updates == "epoch"
+        ):
             raise ValueError(
                 "The streamed training split does not announce its size, so epochs cannot be converted to steps: "
-                "pass --max_train_steps and --warmup_steps."
+                "pass --max_train_steps, --warmup_steps and --lr_schedule_updates step."
             )
         self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch) if self.steps_per_epoch else 10**9
@@ -783,36 +993,47 @@ class SoftTrainer:
                 self.global_batch_size,
             )
             min_learning_rate = self.learning_rate
-        self.scheduler = create_lr_scheduler(
-            self.optimizer, self.max_train_steps, self.warmup_steps, args.warmup_learning_rate, min_learning_rate
-        )
-
-        mixup_active = args.mixup > 0 or args.cutmix > 0
-        self.mixup = None
-        if mixup_active:
-            self.mixup = Mixup(
-                mixup_alpha=args.mixup,
-                cutmix_alpha=args.cutmix,
-                prob=args.mixup_prob,
-                switch_prob=args.mixup_switch_prob,
-                mode=args.mixup_mode,
-                label_smoothing=args.label_smoothing,
-                num_classes=len(self.label_names),
+        if args.lr_schedule_updates == "epoch":  # lengths in (possibly fractional) epochs, as the official runs
+            self.scheduler = create_lr_scheduler(
+                self.optimizer,
+                self.max_train_steps / self.steps_per_epoch,
+                self.warmup_steps / self.steps_per_epoch if args.warmup_steps is not None else args.warmup_epochs,
+                args.warmup_learning_rate,
+                min_learning_rate,
+                t_in_epochs=True,
             )
-        self.criterion = build_loss(mixup_active, args.label_smoothing)
+        else:
+            self.scheduler = create_lr_scheduler(
+                self.optimizer, self.max_train_steps, self.warmup_steps, args.warmup_learning_rate, min_learning_rate
+            )
+
+        self.batch_augmentation = build_batch_augmentation(args, len(self.label_names), accelerator.device)
+        self.criterion = build_loss(self.batch_augmentation.mixup is not None, args.label_smoothing)
 
         self.ema = None
         if args.model_ema:
             from timm.utils import ModelEmaV3
 
+            # A constant decay from the first step, as timm 0.3.2's ModelEma of the official runs.
             self.ema = ModelEmaV3(accelerator.unwrap_model(self.model), decay=args.model_ema_decay)
             accelerator.register_for_checkpointing(self.ema)
+            horizon = 1 / max(1e-12, 1 - args.model_ema_decay)
+            if horizon > self.max_train_steps:
+                self.logger.warning(
+                    "The EMA (decay %g) averages over about %d optimizer steps, more than this run's %d: its weights, "
+                    "which 'best' is chosen from, stay close to the initial ones. Short runs: pass a lower "
+                    "--model_ema_decay or --no_model_ema.",
+                    args.model_ema_decay,
+                    horizon,
+                    self.max_train_steps,
+                )
         self.run_setup = {
             "num_processes": accelerator.num_processes,
             "per_device_train_batch_size": args.per_device_train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "max_train_steps": self.max_train_steps,
             "seed": args.seed,
+            "model_ema": args.model_ema,
         }
 
     def resume(self) -> bool:
@@ -825,13 +1046,14 @@ class SoftTrainer:
             return False
         with open(os.path.join(checkpoint, TRAINING_STATE_NAME), encoding="utf-8") as handle:
             saved = json.load(handle)
-        changed = {key: (saved["setup"].get(key), value) for key, value in self.run_setup.items()}
+        # Keys a checkpoint does not record (written before they were added) are not compared.
+        changed = {key: (saved["setup"][key], value) for key, value in self.run_setup.items() if key in saved["setup"]}
         changed = {key: pair for key, pair in changed.items() if pair[0] != pair[1]}
         if changed:
             differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
             raise ValueError(
                 f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
-                "processes, batch size, accumulation, schedule length and seed."
+                "processes, batch size, accumulation, schedule length, seed and EMA setting."
             )
         self.accelerator.load_state(checkpoint)
         saved.pop("setup")
@@ -963,24 +1185,32 @@ class SoftTrainer:
             if len(labels) == 0:
                 raise ValueError("Every image of a training batch was unreadable; check the training data.")
             num_images = len(labels)
-            if self.mixup is not None and len(labels) == 1:
+            mixup = self.batch_augmentation.mixup
+            if mixup is not None and len(labels) == 1:
                 # Mixup pairs images up: the one readable image is paired with itself (mixing it changes nothing).
                 pixel_values, labels = pixel_values.repeat(2, 1, 1, 1), labels.repeat(2)
-            elif self.mixup is not None and len(labels) % 2:
+            elif mixup is not None and len(labels) % 2:
                 pixel_values, labels = pixel_values[:-1], labels[:-1]  # mixup pairs images up
                 num_images = len(labels)
-        targets = labels
-        if self.mixup is not None:
-            pixel_values, targets = self.mixup(pixel_values, labels)  # targets: (batch, num_labels) soft labels
+        # Mixup/cutmix (targets: (batch, num_labels) soft labels), then random erasing of the mixed images.
+        pixel_values, targets = self.batch_augmentation(pixel_values, labels)
         logits = self.model(pixel_values=pixel_values).logits  # (batch, num_labels)
         loss = self.criterion(logits.float(), targets)
         accelerator.backward(loss)
         if accelerator.sync_gradients and args.max_grad_norm > 0:
             accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-        self.scheduler.step_update(self.progress.completed_steps)
+        self.set_learning_rate()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         step.add(loss.detach(), num_images)
+
+    def set_learning_rate(self) -> None:
+        """The learning rate of the coming optimizer step: a function of the epoch (`--lr_schedule_updates epoch`,
+        timm's `scheduler.step(epoch)` as in the official runs) or of the completed steps (`step_update`)."""
+        if self.args.lr_schedule_updates == "epoch":
+            self.scheduler.step(self.progress.epoch)
+        else:
+            self.scheduler.step_update(self.progress.completed_steps)
 
     def after_optimizer_step(self, epoch: int, step: "StepAccumulator") -> None:
         """Count the step, update the EMA, and log loss, learning rate and throughput (JSON lines, trackers, bar)."""
@@ -988,7 +1218,7 @@ class SoftTrainer:
         learning_rate = self.optimizer.param_groups[0]["lr"]
         progress.completed_steps += 1
         if self.ema is not None:
-            self.ema.update(accelerator.unwrap_model(self.model), step=progress.completed_steps)
+            self.ema.update(accelerator.unwrap_model(self.model))
         mean_loss = accelerator.reduce(step.loss / step.micro_batches, reduction="mean").item()
         images = int(accelerator.reduce(step.images, reduction="sum").item())
         skipped = int(accelerator.reduce(step.skipped, reduction="sum").item())
@@ -1063,17 +1293,21 @@ class SoftTrainer:
         every = self.args.eval_every_epochs
         if not every or (epoch + 1) % every or self.progress.completed_steps >= self.max_train_steps:
             return
-        results = self.evaluate(epoch)
-        if self.progress.improves_best(results["top1_accuracy"]):
-            self.progress.best.update(
-                top1_accuracy=results["top1_accuracy"], epoch=epoch, step=self.progress.completed_steps
-            )
-            self.export(
-                self.layout.best,
-                self.accelerator.unwrap_model(self.model),
-                results,
-                f"best validation top-1 (epoch {epoch + 1})",
-            )
+        self.update_best(self.evaluate(epoch), epoch, f"epoch {epoch + 1}")
+
+    def update_best(self, results: dict, epoch: int, when: str) -> None:
+        """Export `best/` when this validation beats the earlier ones. With an EMA, as in the official runs (whose
+        checkpoint saver ranks the EMA's metrics), the EMA weights are ranked and exported; else the raw weights."""
+        if self.ema is not None:
+            model, ranked, weights = self.ema.module, results["ema"], "the EMA weights"
+        else:
+            model, ranked, weights = self.accelerator.unwrap_model(self.model), results, "the weights"
+        if not self.progress.improves_best(ranked["top1_accuracy"]):
+            return
+        self.progress.best.update(
+            top1_accuracy=ranked["top1_accuracy"], epoch=epoch, step=self.progress.completed_steps
+        )
+        self.export(self.layout.best, model, ranked, f"best validation top-1 of {weights} ({when})")
 
     def save_checkpoint(self) -> str:
         state = {**dataclasses.asdict(self.progress), "setup": self.run_setup}
@@ -1107,11 +1341,7 @@ class SoftTrainer:
         final_epoch = math.ceil(progress.completed_steps / self.steps_per_epoch) - 1 if self.steps_per_epoch else 0
         results = self.evaluate(final_epoch, predictions_path=predictions_path)
         unwrapped = accelerator.unwrap_model(self.model)
-        if progress.improves_best(results["top1_accuracy"]):
-            progress.best.update(
-                top1_accuracy=results["top1_accuracy"], epoch=final_epoch, step=progress.completed_steps
-            )
-            self.export(self.layout.best, unwrapped, results, "best validation top-1 (final epoch)")
+        self.update_best(results, final_epoch, "final epoch")
         self.export(self.layout.final, unwrapped, results, "final weights")
         if self.ema is not None:
             self.export(
@@ -1123,6 +1353,7 @@ class SoftTrainer:
             "eval_per_class_accuracy": results["per_class_accuracy"],
             "best_top1_accuracy": progress.best["top1_accuracy"],
             "best_epoch": progress.best["epoch"],
+            "best_weights": "ema" if self.ema is not None else "raw",
             "train_steps": progress.completed_steps,
             "train_epochs": progress.completed_steps / self.steps_per_epoch if self.steps_per_epoch else None,
             "train_images": progress.train_images,
@@ -1131,6 +1362,7 @@ class SoftTrainer:
             "train_images_per_second": progress.images_per_second,
             "global_batch_size": self.global_batch_size,
             "peak_learning_rate": self.learning_rate,
+            "recipe": {"preset": args.recipe_preset, "config": args.recipe_config, "overrides": args.recipe_overrides},
             "num_processes": accelerator.num_processes,
             "num_parameters": sum(parameter.numel() for parameter in unwrapped.parameters()),
             "image_size": self.image_size,
@@ -1143,10 +1375,11 @@ class SoftTrainer:
             with open(os.path.join(args.output_dir, "all_results.json"), "w", encoding="utf-8") as handle:
                 json.dump(all_results, handle, indent=2)
             self.logger.info(
-                "Done: top-1 %.4f, top-5 %.4f on %d validation images; %.1f training images/s. Model: %s",
+                "Done: top-1 %.4f, top-5 %.4f on %d validation images%s; %.1f training images/s. Model: %s",
                 results["top1_accuracy"],
                 results["top5_accuracy"],
                 results["num_samples"],
+                f" (EMA: top-1 {results['ema']['top1_accuracy']:.4f}, in {self.layout.ema})" if self.ema else "",
                 progress.images_per_second,
                 self.layout.final,
             )
@@ -1181,12 +1414,31 @@ class SoftTrainer:
             self.warmup_steps,
         )
         self.logger.info(
-            "  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g",
+            "  Global batch: %d (%d per device x %d processes x %d accumulation), peak lr %.3g, lr updated per %s",
             self.global_batch_size,
             args.per_device_train_batch_size,
             accelerator.num_processes,
             args.gradient_accumulation_steps,
             self.learning_rate,
+            args.lr_schedule_updates,
+        )
+        recipe = OFFICIAL_RECIPES[args.recipe_preset]
+        self.logger.info(
+            "  Recipe: the official %s (%s): lr %g per %d images, batch %d per device, %d epochs%s",
+            recipe.config_file,
+            args.recipe_preset,
+            recipe.learning_rate,
+            REFERENCE_BATCH_SIZE,
+            recipe.per_device_train_batch_size,
+            recipe.num_train_epochs,
+            f"; overridden by flags: {', '.join(args.recipe_overrides)}" if args.recipe_overrides else "",
+        )
+        self.logger.info(
+            "  EMA: %s; random erasing %s; weight decay %g%s",
+            f"decay {args.model_ema_decay}" if args.model_ema else "off",
+            args.random_erasing_placement.replace("_", " ") if args.reprob > 0 else "off",
+            args.weight_decay,
+            " (position embeddings exempt)" if args.exempt_position_embeddings else "",
         )
 
 
@@ -1245,8 +1497,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 __all__ = [
     "MODEL_TYPES",
+    "OFFICIAL_RECIPES",
+    "OfficialRecipe",
     "TRAINING_PRESETS",
+    "BatchAugmentation",
     "add_data_arguments",
+    "apply_official_recipe",
+    "augmentation_config",
+    "build_batch_augmentation",
     "build_loss",
     "build_model_config",
     "build_train_parser",

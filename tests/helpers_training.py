@@ -36,10 +36,11 @@ TINY_MODEL_FLAGS = [
     "--num_workers",
     "0",
 ]
-# The official recipe minus the regularisation that makes a loss curve of a few steps noisy.
+# The official recipe minus the regularisation that makes a loss curve of a few steps noisy, with the options for
+# short runs: the learning rate updated every step, no EMA.
 PLAIN_RECIPE_FLAGS = """
     --mixup 0 --cutmix 0 --auto_augment none --color_jitter 0 --reprob 0 --label_smoothing 0 --drop_path_rate 0
-    --scale 0.9 1.0 --hflip 0
+    --scale 0.9 1.0 --hflip 0 --lr_schedule_updates step --no_model_ema
 """.split()
 
 

@@ -11,9 +11,12 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from soft_hf import SoftConfig, SoftForImageClassification
+from soft_hf.configuration_soft import PRESET_NAMES
+from soft_hf.convert_official import infer_config, load_official_state_dict, official_key_to_hf
 from soft_hf.data import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_LABELS,
@@ -33,6 +36,9 @@ from soft_hf.data import (
 from soft_hf.image_processing_soft import SoftImageProcessor
 from soft_hf.metrics import top_k_accuracy_metric
 from soft_hf.training import (
+    OFFICIAL_RECIPES,
+    augmentation_config,
+    build_batch_augmentation,
     create_lr_scheduler,
     create_optimizer,
     linear_scaled_learning_rate,
@@ -60,13 +66,51 @@ from helpers_training import (
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_defaults_are_the_official_recipe():
+# Transcribed from github.com/fudan-zvg/SOFT, config/SOFT_*.yaml: (file, lr, batch_size, warmup_epochs, min_lr,
+# epochs, clip_grad). Every run's EMA decay is main.py's `--model-ema-decay` default, 0.99996.
+OFFICIAL_CONFIG_FILES = {
+    "soft-tiny": ("config/SOFT_Tiny.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-small": ("config/SOFT_Small.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-medium": ("config/SOFT_Medium.yaml", 3.5e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-large": ("config/SOFT_Large.yaml", 3.3e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-huge": ("config/SOFT_Huge.yaml", 2.7e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-tiny": ("config/SOFT_Tiny_norm.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-norm-small": ("config/SOFT_Small_norm.yaml", 1e-3, 128, 10, 5e-5, 300, 1.0),
+    "soft-norm-medium": ("config/SOFT_Medium_norm.yaml", 4e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-large": ("config/SOFT_Large_norm.yaml", 3.3e-4, 32, 10, 5e-5, 300, 1.0),
+    "soft-norm-huge": ("config/SOFT_Huge_norm.yaml", 2.7e-4, 32, 10, 5e-5, 300, 1.0),
+}
+
+
+@pytest.mark.parametrize("preset", list(OFFICIAL_CONFIG_FILES))
+def test_each_preset_defaults_to_its_official_config(preset):
+    config_file, lr, batch_size, warmup_epochs, min_lr, epochs, clip_grad = OFFICIAL_CONFIG_FILES[preset]
+    assert OFFICIAL_RECIPES[preset].config_file == config_file
+    args = parse_train_args(["--model_type", preset])
+    assert (args.recipe_preset, args.recipe_config, args.recipe_overrides) == (preset, config_file, [])
+    assert (args.learning_rate, args.per_device_train_batch_size) == (lr, batch_size)
+    assert (args.warmup_epochs, args.min_learning_rate, args.num_train_epochs) == (warmup_epochs, min_lr, epochs)
+    assert (args.max_grad_norm, args.model_ema, args.model_ema_decay) == (clip_grad, True, 0.99996)
+
+
+def test_recipe_defaults_are_overridable_and_shared_values_are_main_py_defaults():
+    assert set(OFFICIAL_RECIPES) == set(PRESET_NAMES) == set(OFFICIAL_CONFIG_FILES)
+    args = parse_train_args(["--model_type", "soft-medium", "--learning_rate", "1e-4", "--no_model_ema"])
+    assert (args.learning_rate, args.per_device_train_batch_size) == (1e-4, 32)
+    assert args.recipe_overrides == ["learning_rate"]
+    assert not args.model_ema
+    # An architecture without an official run takes SOFT-Tiny's; --recipe names another preset's config.
+    assert parse_train_args(["--model_type", "soft-demo"]).recipe_config == "config/SOFT_Tiny.yaml"
+    args = parse_train_args(["--model_type", "soft-demo", "--recipe", "soft-huge"])
+    assert (args.learning_rate, args.per_device_train_batch_size) == (2.7e-4, 32)
+    # The official main.py defaults and the official choices of erasing, schedule and weight decay.
     args = parse_train_args([])
-    assert (args.learning_rate, args.weight_decay, args.min_learning_rate) == (1e-3, 0.05, 5e-5)
-    assert (args.warmup_epochs, args.warmup_learning_rate, args.num_train_epochs) == (10, 1e-6, 300)
-    assert (args.max_grad_norm, args.label_smoothing, args.mixup, args.cutmix) == (1.0, 0.1, 0.8, 1.0)
+    assert (args.weight_decay, args.warmup_learning_rate, args.adam_epsilon) == (0.05, 1e-6, 1e-8)
+    assert (args.adam_beta1, args.adam_beta2, args.label_smoothing) == (0.9, 0.999, 0.1)
+    assert (args.mixup, args.cutmix, args.mixup_prob, args.mixup_switch_prob) == (0.8, 1.0, 1.0, 0.5)
     assert (args.auto_augment, args.reprob, args.drop_path_rate) == ("rand-m9-mstd0.5-inc1", 0.25, 0.1)
-    assert not args.no_lr_scaling and not args.model_ema and args.model_ema_decay == 0.99996
+    assert (args.lr_schedule_updates, args.random_erasing_placement) == ("epoch", "after_mixup")
+    assert not args.no_lr_scaling and not args.exempt_position_embeddings
     transform = build_train_transform(AugmentationConfig(image_size=64))
     names = [type(step).__name__ for step in transform.transforms]
     assert names[:3] == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandAugment"]
@@ -78,26 +122,71 @@ def test_defaults_are_the_official_recipe():
     assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
 
 
-def test_weight_decay_spares_norms_biases_position_embeddings_and_cls_token():
-    model = SoftForImageClassification(SoftConfig(**tiny_config_kwargs()))
+def official_exemption(name: str, shape) -> bool:
+    """timm 0.3.2's `add_weight_decay` rule with the official model's `no_weight_decay()` ({"cls_token"})."""
+    return len(shape) == 1 or name.endswith(".bias") or name in {"cls_token"}
+
+
+def test_weight_decay_exempts_exactly_what_the_official_runs_exempt(reference):
+    model = SoftForImageClassification(SoftConfig.from_preset("soft-tiny"))
     decay, no_decay = parameter_groups(model, weight_decay=0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    all_names = {name for name, _ in model.named_parameters()}
-    assert set(decay["names"]) | set(no_decay["names"]) == all_names
-    assert not set(decay["names"]) & set(no_decay["names"])
-    modules = dict(model.named_modules())
-    for name in no_decay["names"]:
-        module_name, _, parameter_name = name.rpartition(".")
-        is_norm = isinstance(modules[module_name], (torch.nn.LayerNorm, torch.nn.BatchNorm2d))
-        assert is_norm or parameter_name in ("bias", "position_embeddings", "cls_token"), name
-    assert any(name.endswith("cls_token") for name in no_decay["names"])
-    assert sum(name.endswith("position_embeddings") for name in no_decay["names"]) == 4
-    # Everything decayed is a weight matrix or kernel of a linear/convolution layer.
-    for name in decay["names"]:
-        module = modules[name.rpartition(".")[0]]
-        assert isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and name.endswith("weight"), name
+    parameters = dict(model.named_parameters())
+    assert sorted(decay["names"] + no_decay["names"]) == sorted(parameters)
+    # The official rule in our names: 1-D parameters, biases and the classification token.
+    expected = {
+        name
+        for name, parameter in parameters.items()
+        if parameter.ndim == 1 or name.endswith(".bias") or name.endswith(".cls_token")
+    }
+    assert set(no_decay["names"]) == expected
+    assert "soft.encoder.stages.3.cls_token" in no_decay["names"]
+    assert sum(name.endswith("position_embeddings") for name in decay["names"]) == 4
+    assert all(parameters[name].ndim >= 2 for name in decay["names"])
+    # The same rule on the official parameter names and shapes (those of the official reference model's gradients),
+    # mapped to ours by the checkpoint converter, gives our exemptions.
+    with safe_open(reference / "mini_soft.grad.safetensors", "pt") as handle:
+        official = {
+            key[len("grad.") :]: handle.get_slice(key).get_shape() for key in handle.keys() if key.startswith("grad.")
+        }
+    mini = SoftForImageClassification(infer_config(load_official_state_dict(reference / "mini_soft.pth"), "plain"))
+    assert {official_key_to_hf(name) for name in official} == {name for name, _ in mini.named_parameters()}
+    exempt = {official_key_to_hf(name) for name, shape in official.items() if official_exemption(name, shape)}
+    assert set(parameter_groups(mini, 0.05)[1]["names"]) == exempt
+    # The alternative: position embeddings exempt as well.
+    _, no_decay = parameter_groups(model, 0.05, exempt_position_embeddings=True)
+    position_embeddings = {f"soft.encoder.stages.{stage}.position_embeddings" for stage in range(4)}
+    assert set(no_decay["names"]) == expected | position_embeddings
     optimizer = create_optimizer(model, 1e-3, 0.05)
     assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.0]
+
+
+def test_random_erasing_is_applied_to_the_mixed_images():
+    flags = ["--mixup", "1.0", "--cutmix", "0", "--label_smoothing", "0", "--reprob", "1", "--remode", "const"]
+    args = parse_train_args(flags)
+    augmentation = build_batch_augmentation(args, num_labels=2, device="cpu")
+    assert augmentation_config(args, 32, (0.5,) * 3, (0.5,) * 3).re_prob == 0  # the images' transform does not erase
+    # Two constant images: mixing gives each a constant between 1 and 3; erasing ("const") then writes zeros.
+    pixel_values = torch.stack([torch.full((3, 32, 32), 1.0), torch.full((3, 32, 32), 3.0)])
+    random.seed(0)
+    np.random.seed(0)
+    mixed, targets = augmentation(pixel_values, torch.tensor([0, 1]))
+    lam = targets[0, 0].item()  # image 0 is lam x image 0 + (1 - lam) x image 1
+    assert 0.01 < lam < 0.99
+    for image, value in zip(mixed, (lam * 1 + (1 - lam) * 3, lam * 3 + (1 - lam) * 1)):
+        erased = (image == 0).all(dim=0)  # (H, W)
+        rows, columns = erased.any(dim=1).nonzero()[:, 0], erased.any(dim=0).nonzero()[:, 0]
+        assert len(rows) and len(columns) and not erased.all()
+        # The erased patch is intact: one rectangle of zeros, not blended with the other image's pixels ...
+        patch = erased[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        assert patch.all() and int(erased.sum()) == patch.numel()
+        # ... and the rest of the image is the mixture.
+        torch.testing.assert_close(image[:, ~erased], torch.full_like(image[:, ~erased], value))
+    # The alternative erases each image in its transform, before mixup.
+    args = parse_train_args(flags + ["--random_erasing_placement", "per_image"])
+    assert build_batch_augmentation(args, num_labels=2, device="cpu").random_erasing is None
+    transform = build_train_transform(augmentation_config(args, 32, (0.5,) * 3, (0.5,) * 3))
+    assert type(transform.transforms[-1]).__name__ == "RandomErasing" and transform.transforms[-1].probability == 1
 
 
 def test_learning_rate_schedule_warmup_cosine_and_linear_scaling():
@@ -319,6 +408,10 @@ def test_two_processes_train_and_evaluate_every_validation_image_once(tmp_path):
 
     results = read_json(output_dir / "all_results.json")
     assert results["num_processes"] == 2 and results["global_batch_size"] == 8
+    # soft-demo takes SOFT-Tiny's official recipe: lr 1e-3 per 1024 images, scaled to the real global batch.
+    assert results["peak_learning_rate"] == pytest.approx(1e-3 * 8 / 1024, rel=1e-12)
+    recipe = {"preset": "soft-tiny", "config": "config/SOFT_Tiny.yaml", "overrides": ["per_device_train_batch_size"]}
+    assert results["recipe"] == recipe
     # 12 validation files: 11 images and 1 unreadable file; 2 processes x 4 per batch pad the last batch.
     predictions = read_jsonl(output_dir / "eval_predictions.jsonl")
     indices = [record["index"] for record in predictions]
@@ -333,13 +426,51 @@ def test_two_processes_train_and_evaluate_every_validation_image_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
-    # The full recipe (RandAugment, random erasing, mixup/cutmix, drop path, EMA) so that every RNG matters;
-    # 3 steps per epoch, 8 steps: interrupted at the end of epoch 1 (step 3), then mid-epoch 2 (step 5).
+def test_learning_rate_changes_once_per_epoch_as_timm_schedules_the_official_runs(tmp_path):
+    # A 3-epoch toy run with the official schedule (3 optimizer steps per epoch), only shortened: 1 warmup epoch.
+    command = [sys.executable, TRAIN_SCRIPT, *TINY_MODEL_FLAGS, "--max_train_samples", "24", "--max_eval_samples", "8"]
+    command += ["--per_device_train_batch_size", "8", "--num_train_epochs", "3", "--warmup_epochs", "1"]
+    command += ["--learning_rate", "1e-3", "--no_lr_scaling", "--eval_every_epochs", "0"]
+    run_command(command + ["--output_dir", tmp_path / "run"], tmp_path)
+    logged = [record["learning_rate"] for record in read_train_log(tmp_path / "run")]
+
+    from timm.scheduler import CosineLRScheduler
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = CosineLRScheduler(
+        optimizer, t_initial=3, lr_min=5e-5, warmup_t=1, warmup_lr_init=1e-6, t_in_epochs=True
+    )
+    expected = []
+    for epoch in range(3):
+        scheduler.step(epoch)  # timm's per-epoch update, once before each epoch
+        expected += [optimizer.param_groups[0]["lr"]] * 3
+    assert len(logged) == 9 and logged == pytest.approx(expected, rel=1e-12, abs=0)
+    assert logged[0] == pytest.approx(1e-6) and len(set(logged)) == 3  # the first epoch runs at the warmup rate
+
+
+# The official recipe (EMA, per-epoch schedule, erasing after mixup, official weight decay), and every alternative.
+RESUME_OPTIONS = {
+    "official": ["--model_ema_decay", "0.9"],
+    "alternatives": [
+        "--no_model_ema",
+        "--lr_schedule_updates",
+        "step",
+        "--random_erasing_placement",
+        "per_image",
+        "--exempt_position_embeddings",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", list(RESUME_OPTIONS))
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path, options):
+    # The full recipe (RandAugment, random erasing, mixup/cutmix, drop path, EMA by default) so that every RNG
+    # matters; 3 steps per epoch, 8 steps: interrupted at the end of epoch 1 (step 3), then mid-epoch 2 (step 5).
     common = [sys.executable, TRAIN_SCRIPT, *TINY_MODEL_FLAGS, "--max_train_samples", "24", "--max_eval_samples", "8"]
     common += ["--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--max_train_steps", "8"]
     common += ["--warmup_steps", "2", "--learning_rate", "5e-3", "--no_lr_scaling", "--min_learning_rate", "1e-4"]
-    common += ["--model_ema", "--model_ema_decay", "0.9", "--seed", "7"]
+    common += ["--warmup_learning_rate", "1e-3", "--seed", "7", *RESUME_OPTIONS[options]]
     run_command(common + ["--output_dir", tmp_path / "straight"], tmp_path)
     resumed_dir = tmp_path / "resumed"
     run_command(common + ["--output_dir", resumed_dir, "--stop_after_steps", "3"], tmp_path)
@@ -356,17 +487,31 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
     for expected, actual in zip(straight, resumed):
         assert actual["loss"] == pytest.approx(expected["loss"], abs=1e-5), (expected, actual)
         assert actual["learning_rate"] == pytest.approx(expected["learning_rate"], abs=1e-5), (expected, actual)
+    rates = [record["learning_rate"] for record in straight]
+    assert len(set(rates)) == (3 if options == "official" else 8)  # per epoch or per step
     # The validations at the ends of epochs 1 and 2 (the first one owed by the resumed run) and the final one.
     expected_history = read_json(tmp_path / "straight" / "all_results.json")["history"]
     actual_history = read_json(resumed_dir / "all_results.json")["history"]
     assert [(record["epoch"], record["step"]) for record in actual_history] == [(0, 3), (1, 6), (2, 8)]
     for expected, actual in zip(expected_history, actual_history):
         assert actual == pytest.approx(expected, abs=1e-6)
-    for folder in ("final", "ema", "best"):
+    folders = ("final", "ema", "best") if options == "official" else ("final", "best")
+    assert (resumed_dir / "ema").exists() == (options == "official")
+    for folder in folders:
         expected = load_file(tmp_path / "straight" / folder / "model.safetensors")
         actual = load_file(resumed_dir / folder / "model.safetensors")
         for name in expected:
             torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
+    if options == "official":
+        # The EMA is on by default, and its export is not the raw weights; "best" is ranked on the EMA's accuracy.
+        results = read_json(resumed_dir / "all_results.json")
+        assert results["best_weights"] == "ema" and "ema_eval_top1_accuracy" in results
+        best_epoch_accuracy = max(record["ema_top1_accuracy"] for record in actual_history)
+        assert results["best_top1_accuracy"] == pytest.approx(best_epoch_accuracy)
+        final, ema = (load_file(resumed_dir / folder / "model.safetensors") for folder in ("final", "ema"))
+        floating = [name for name in final if final[name].is_floating_point()]
+        differing = [name for name in floating if not torch.equal(final[name], ema[name])]
+        assert len(differing) > len(floating) // 2, differing
 
 
 # ----------------------------------------------------------------------------------------------------------------
