@@ -1,0 +1,88 @@
+"""Time this checkout's SOFT-Tiny against another checkout's, side by side in one process (before/after a change).
+
+The other checkout's `soft_hf` is imported under another package name, both models get the same weights, and the
+two are timed alternately repetition by repetition with `scripts/benchmark.py`'s `time_side_by_side`, so drifts of
+the machine hit both alike; the ratio is what counts, not the absolute rate of a shared machine.
+
+    python benchmarks/revision_comparison.py --other /path/to/old/checkout [--sizes 224 1024] [--repeats 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.benchmark import time_side_by_side  # noqa: E402
+from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
+
+
+def import_other_package(checkout: Path, name: str = "soft_hf_other"):
+    """The `soft_hf` package of another checkout, imported as `name` (its imports among itself are relative)."""
+    spec = importlib.util.spec_from_file_location(
+        name, checkout / "soft_hf" / "__init__.py", submodule_search_locations=[str(checkout / "soft_hf")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--other", required=True, type=Path, help="Another soft-hf checkout (e.g. a git worktree).")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 1024])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--cell-budget", type=float, default=120.0, help="Seconds of timed repetitions per variant.")
+    parser.add_argument("--output", type=Path, help="Write the results as JSON here.")
+    args = parser.parse_args(argv)
+
+    other = import_other_package(args.other.resolve())
+    variants = {"official rule": {}, "max_landmarks=49": {"max_landmarks": 49}}
+    results = {"other": str(args.other), "cells": {}}
+    for size in args.sizes:
+        batch = 8 if size <= 224 else 1
+        pixel_values = torch.randn(batch, 3, size, size)
+        for label, overrides in variants.items():
+            torch.manual_seed(0)
+            this = SoftForImageClassification(SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides)).eval()
+            that = other.SoftForImageClassification(
+                other.SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides)
+            ).eval()
+            that.load_state_dict(this.state_dict())
+            with torch.no_grad():
+                difference = (this(pixel_values).logits - that(pixel_values).logits).abs().max().item()
+                timings = time_side_by_side(
+                    {"this": lambda: this(pixel_values), "other": lambda: that(pixel_values)},
+                    torch.device("cpu"),
+                    args.repeats,
+                    args.cell_budget,
+                )
+            cell = {
+                "batch": batch,
+                "this_images_per_s": batch / timings["this"]["median_s"],
+                "other_images_per_s": batch / timings["other"]["median_s"],
+                "max_logit_difference": difference,
+            }
+            cell["this_over_other"] = cell["this_images_per_s"] / cell["other_images_per_s"]
+            results["cells"][f"{size} px, {label}"] = cell
+            print(
+                f"{size:5d} px, {label:17s}: this {cell['this_images_per_s']:7.2f} img/s, other "
+                f"{cell['other_images_per_s']:7.2f} img/s, ratio {cell['this_over_other']:.3f} "
+                f"(logits differ by {difference:.1e})",
+                flush=True,
+            )
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
