@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN, GELUActivation
 
+from .configuration_soft import INVERSE_METHODS, NEWTON_BACKWARDS
+
 
 # The official step-size search of SOFT-Norm halves the step at most this many times.
 MAX_STEP_HALVINGS = 10
@@ -38,7 +40,6 @@ AUTO_NEWTON_MAX_LANDMARKS = 64
 # The attention runs image by image in chunks whose query kernels K1 take about this many bytes (L2-cache sized):
 # the large N x m kernel then never travels through main memory, and its buffer is reused between chunks.
 ATTENTION_CHUNK_BYTES = 1 << 21
-INVERSE_METHODS = ("newton", "cholesky", "auto")
 
 # gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2 u), u = sqrt(2 / pi) (x + 0.044715 x^3)
 _GELU_SIGMOID_LINEAR = 2.0 * math.sqrt(2.0 / math.pi)
@@ -323,8 +324,6 @@ class SoftNewtonInverse(torch.autograd.Function):
         grad_matrix = -(inverse_transposed @ grad_inverse @ inverse_transposed)
         return grad_matrix, None, None, None, None
 
-
-NEWTON_BACKWARDS = ("analytic", "unrolled")
 
 
 def newton_inverse(
