@@ -1,9 +1,9 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
-"""Convert an official SOFT checkpoint (github.com/fudan-zvg/SOFT, `.pth`) into a Hub-ready folder.
+"""Convert an official SOFT checkpoint (github.com/fudan-zvg/SOFT, `.pth`) into a Hub-ready folder: `soft-convert`,
+also `python scripts/convert_original_checkpoint.py`.
 
-    python scripts/convert_original_checkpoint.py --checkpoint SOFT_Tiny.pth --variant plain --output soft-tiny
-    python scripts/convert_original_checkpoint.py --checkpoint mini_soft.pth --variant plain --output out/mini \\
+    soft-convert --checkpoint SOFT_Tiny.pth --variant plain --output soft-tiny
+    soft-convert --checkpoint mini_soft.pth --variant plain --output out/mini \\
         --reference ../shared/reference/mini_soft.io.safetensors
 
 The architecture (depths, widths, heads, strides, classes) is read from the checkpoint; `--variant` says whether it is
@@ -29,7 +29,8 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from soft_hf import convert_official_checkpoint, export_pretrained
+from ..hub.export import export_pretrained
+from .official import convert_official_checkpoint
 
 
 def imagenet_labels() -> dict[int, str]:

@@ -1,15 +1,17 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Classify images with a SOFT model through the `image-classification` pipeline and print the top-k labels.
 
-    python scripts/predict.py --model my-org/soft-tiny cat.jpg photos/ https://example.com/dog.jpg --top-k 3
+    soft-predict --model my-org/soft-tiny cat.jpg photos/ https://example.com/dog.jpg --top-k 3
     python scripts/predict.py --model outputs/soft-tiny photos/ --json
 
 `--model` is a Hub repository id or a local Hub-ready folder; its own code is loaded with `trust_remote_code=True`
-(soft_hf is not imported, so this is exactly what a Hub user runs; `--installed-code` uses the installed soft_hf
-classes instead, e.g. for a `save_pretrained` folder without code files). Inputs are image files, folders (their
-images, sorted, hidden files such as macOS `._x.jpg` skipped; `--recursive` descends) and http(s) URLs, downloaded
-before the model is loaded (`--timeout` seconds each; none with HF_HUB_OFFLINE=1).
+in a process that never imports soft_hf, so this is exactly what a Hub user runs (`--installed-code` uses the
+installed soft_hf classes instead, e.g. for a `save_pretrained` folder without code files). Importing soft_hf
+registers its classes, and registered classes win over a checkpoint's code: so this file imports nothing from
+soft_hf at the top, `scripts/predict.py` loads it by path, and `soft-predict` (whose import of this module imported
+soft_hf) runs it again by path in a fresh interpreter. Inputs are image files, folders (their images, sorted, hidden
+files such as macOS `._x.jpg` skipped; `--recursive` descends) and http(s) URLs, downloaded before the model is
+loaded (`--timeout` seconds each; none with HF_HUB_OFFLINE=1).
 
 Images are decoded by the model's own `image_processing_soft.decode_image`, the function training uses (EXIF
 orientation, 16-bit rescaled, transparency on white). An input that cannot be read or downloaded is reported with
@@ -24,6 +26,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 
@@ -124,7 +127,7 @@ def image_decoder(model: str, installed_code: bool, revision: str | None = None)
             spec.loader.exec_module(module)
             if hasattr(module, "decode_image"):
                 return module.decode_image
-    from soft_hf.image_processing_soft import decode_image
+    from soft_hf.models.soft.image_processing_soft import decode_image
 
     return decode_image
 
@@ -135,7 +138,7 @@ def predict(
     """[{"image": path, "predictions": [{"label": ..., "score": ...}, ...]}, ...] in input order; an input that
     cannot be read gets {"image": path, "error": reason} instead and the others are still classified."""
     if decode is None:
-        from soft_hf.image_processing_soft import decode_image as decode
+        from soft_hf.models.soft.image_processing_soft import decode_image as decode
     downloaded, failures = downloaded or {}, dict(failures or {})
     results = []
     for start in range(0, len(images), batch_size):
@@ -155,6 +158,20 @@ def predict(
             else:
                 results.append({"image": item, "error": failures[item]})
     return results
+
+
+# Runs this file's `main` by path: the fresh interpreter imports neither soft_hf nor this file's folder.
+_RUN_BY_PATH = (
+    "import importlib.util, sys; "
+    "spec = importlib.util.spec_from_file_location('soft_predict', sys.argv.pop(1)); "
+    "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+    "sys.exit(module.main(sys.argv[1:]))"
+)
+
+
+def run_without_soft_hf(argv: list[str]) -> int:
+    """Exit status of `main(argv)` run in a fresh Python that has not imported soft_hf."""
+    return subprocess.call([sys.executable, "-c", _RUN_BY_PATH, str(pathlib.Path(__file__).resolve()), *argv])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -183,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not args.installed_code and "soft_hf" in sys.modules:
+        return run_without_soft_hf(sys.argv[1:] if argv is None else argv)
     downloaded, failures = download_urls(images, args.timeout)  # before the model loads: fail fast
     if args.installed_code:
         import soft_hf  # noqa: F401  (registers the installed classes, which then win over remote code)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Speed and memory of SOFT against its official forward pass and its peers, side by side in one process.
 
@@ -8,7 +7,7 @@ Sections (all on random weights; variants of one cell alternate repetition by re
    bounded landmarks, SOFT with the official landmark rule, softmax attention (`scaled_dot_product_attention`) and
    Transformers' Nyströmformer attention. Time and peak memory per token.
 2. `models`: whole classifiers at 224, 512, 1024 and 2048 px (batch 8 at 224, 1 above): the straightforward
-   transcription of the official forward pass (benchmarks/official_baseline.py), SOFT-Tiny with the official
+   transcription of the official forward pass (`soft_hf.benchmarks.official_baseline`), SOFT-Tiny with the official
    landmark rule (Newton, the default; and the exact Cholesky solve), SOFT-Tiny with bounded landmarks, Transformers'
    PVTv2-b1 and a DeiT-Tiny-sized ViT. Images/s, cost per pixel and peak memory.
 3. `inverse`: the landmark-matrix inverse: error against `torch.linalg.inv` vs Newton iterations, and time vs the
@@ -18,15 +17,16 @@ Sections (all on random weights; variants of one cell alternate repetition by re
    achieved GFLOP/s at 224 px as a fraction of the faster one.
 
 Cells whose estimated time or memory exceeds the limits are skipped and recorded with the estimate (FLOPs and the
-largest tensor come from running the variant on the "meta" device). Results go to `benchmarks/results/` as JSON and
+largest tensor come from running the variant on the "meta" device). Results go to `benchmarks/results/` (relative to
+the current folder: run at the root of a checkout to update the committed ones) as JSON and
 PNG plots; a table and a "targets" section (each target of issue 6, the measured ratio, pass/fail) are printed.
 
-Examples:
-    python scripts/benchmark.py                      # full CPU run
-    python scripts/benchmark.py --quick              # smoke run, about 1-2 minutes
-    python scripts/benchmark.py --device cuda --dtype bfloat16
-    python scripts/benchmark.py --sections models --sizes 224 512
-    python scripts/benchmark.py --sections newton_backward   # SOFT-Norm: analytic vs unrolled Newton backward
+Examples (`soft-benchmark` is the same command as `python scripts/benchmark.py`):
+    soft-benchmark                                   # full CPU run
+    soft-benchmark --quick                           # smoke run, about 1-2 minutes
+    soft-benchmark --device cuda --dtype bfloat16
+    soft-benchmark --sections models --sizes 224 512
+    soft-benchmark --sections newton_backward        # SOFT-Norm: analytic vs unrolled Newton backward
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,9 @@ from typing import Any, Callable
 # each large tensor costs one page fault per 4 KiB page. At high resolution that overhead (up to ~60% of an attention
 # layer at 200k tokens, for every model alike) swamps the algorithms being compared. THP_MEM_ALLOC_ENABLE=1 (read by
 # PyTorch when it first allocates) backs large tensors with 2 MiB transparent huge pages instead; it is set for all
-# variants unless --no-thp is given, and recorded in the results.
+# variants unless --no-thp is given, and recorded in the results. Imported as part of soft_hf, this module comes after
+# torch: `main` then runs the benchmark in a fresh interpreter that has the variable from its start.
+THP_FROM_PROCESS_START = "THP_MEM_ALLOC_ENABLE" in os.environ or "torch" not in sys.modules
 if "--no-thp" not in sys.argv:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
@@ -60,13 +63,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
-from soft_hf.soft_attention import (  # noqa: E402
+from ..models.soft.configuration_soft import SoftConfig
+from ..models.soft.modeling_soft import SoftForImageClassification
+from ..models.soft.soft_attention import (
     SoftSelfAttention,
     cholesky_inverse_spd,
     gaussian_kernel,
@@ -106,7 +105,7 @@ def build_soft(**overrides) -> nn.Module:
 
 
 def build_official_baseline() -> nn.Module:
-    from benchmarks.official_baseline import baseline_from_soft_model
+    from .official_baseline import baseline_from_soft_model
 
     return baseline_from_soft_model(build_soft())
 
@@ -1038,7 +1037,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-thp", action="store_true", help="Keep PyTorch's default allocation (no THP_MEM_ALLOC_ENABLE=1; see top)."
     )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's choice).")
-    parser.add_argument("--output-dir", default=str(REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--output-dir", default=str(Path("benchmarks") / "results"))
     return parser.parse_args(argv)
 
 
@@ -1048,8 +1047,12 @@ def total_memory_bytes(device: torch.device) -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> None:
+    """`soft-benchmark` and `scripts/benchmark.py`."""
     args = parse_args(argv)
+    if not args.no_thp and not THP_FROM_PROCESS_START:
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        raise SystemExit(subprocess.call([sys.executable, "-m", "soft_hf.benchmarks.speed", *arguments]))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -1123,7 +1126,6 @@ def main(argv=None) -> dict:
     temporary.write_text(json.dumps(results, indent=1, default=str))
     temporary.replace(json_path)
     print(f"\nwrote {json_path} and {len(results['plots'])} plots in {results['elapsed_s']:.0f} s")
-    return results
 
 
 if __name__ == "__main__":

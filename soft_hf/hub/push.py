@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
-"""Publish a SOFT model folder on the Hugging Face Hub.
+"""Publish a SOFT model folder on the Hugging Face Hub: `soft-push`, also `python scripts/push_to_hub.py`.
 
-    python scripts/push_to_hub.py outputs/soft-tiny --repo-id my-org/soft-tiny --private
-    python scripts/push_to_hub.py outputs/train-run --repo-id my-org/soft-tiny-pets --dry-run
+    soft-push outputs/soft-tiny --repo-id my-org/soft-tiny --private
+    soft-push outputs/train-run --repo-id my-org/soft-tiny-pets --dry-run
 
 FOLDER is either a Hub-ready folder (uploaded as is: a clone of the Hub repository with `.git/`, `__pycache__/` or
 extra files such as the card's images is fine), or a model folder or training output (`save_pretrained` / Trainer
@@ -24,6 +23,18 @@ import pathlib
 import re
 import sys
 import tempfile
+
+from ..models.soft.modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel
+from .export import (
+    export_pretrained,
+    files_not_from_export,
+    push_to_hub,
+    read_export_manifest,
+    render_model_card,
+    upload_file_list,
+    validate_export_folder,
+    verify_remote_loading,
+)
 
 
 TRAINER_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
@@ -77,8 +88,6 @@ def run_metrics(folder: pathlib.Path) -> dict | None:
 
 def hand_written_card(folder: pathlib.Path) -> str | None:
     """The text of `folder/README.md` unless an export generated it (listed unchanged in the folder's manifest)."""
-    from soft_hf.export import files_not_from_export, read_export_manifest
-
     readme = folder / "README.md"
     if not readme.is_file():
         return None
@@ -115,15 +124,13 @@ def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Nam
     README.md (of FOLDER or of the model folder) and the model folder's other files that are not generated."""
     from transformers import AutoImageProcessor
 
-    import soft_hf
-    from soft_hf.export import render_model_card
 
     model_folder = model_folder_of(folder)
     config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "soft":
         raise ValueError(f"{model_folder}/config.json has model_type {config.get('model_type')!r}, not 'soft'.")
     architecture = (config.get("architectures") or ["SoftForImageClassification"])[0]
-    model_classes = (soft_hf.SoftForImageClassification, soft_hf.SoftModel, soft_hf.SoftBackbone)
+    model_classes = (SoftForImageClassification, SoftModel, SoftBackbone)
     classes = {cls.__name__: cls for cls in model_classes}
     if architecture not in classes:
         raise ValueError(
@@ -149,7 +156,7 @@ def stage_folder(folder: pathlib.Path, staging: pathlib.Path, args: argparse.Nam
             model.config, num_parameters=sum(p.numel() for p in model.parameters()), **card_arguments
         )
         card = with_metadata(card, generated)
-    return soft_hf.export_pretrained(
+    return export_pretrained(
         model,
         staging,
         image_processor=processor,
@@ -183,8 +190,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def is_upload_ready(folder: pathlib.Path) -> bool:
     """Whether FOLDER is uploaded as is: a valid Hub-ready folder that is not a training output."""
-    from soft_hf.export import validate_export_folder
-
     try:
         validate_export_folder(folder)
     except ValueError:
@@ -194,8 +199,6 @@ def is_upload_ready(folder: pathlib.Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from soft_hf.export import upload_file_list, validate_export_folder, verify_remote_loading
-
     folder = args.folder.expanduser().absolute()
     temporary = None
     try:
@@ -232,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
             print("(the staging folder was temporary; pass --staging-dir to keep it)", file=sys.stderr)
             temporary.cleanup()
         return 0
-
-    from soft_hf.export import push_to_hub
 
     try:
         urls = push_to_hub(

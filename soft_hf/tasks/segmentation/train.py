@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Train UperNet with a SOFT / SOFT-Norm backbone on an image-folder segmentation dataset (Accelerate).
 
@@ -30,22 +29,18 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Subset
+from transformers import get_scheduler
 
-# scripts/evaluate.py would shadow the `evaluate` library that soft_hf uses: drop this folder from the import path.
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from transformers import get_scheduler  # noqa: E402
-
-from soft_hf.data import EpochShuffleSampler  # noqa: E402
-from soft_hf.segmentation import (  # noqa: E402
+from ...data.sampling import EpochShuffleSampler
+from ..checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
+from .upernet import (
     IGNORE_INDEX,
     SegmentationCollator,
     SegmentationEvalTransforms,
@@ -57,12 +52,6 @@ from soft_hf.segmentation import (  # noqa: E402
     save_segmentation_model,
     segmentation_image_processor,
     to_jsonable,
-)
-from soft_hf.training import (  # noqa: E402
-    TRAINING_STATE_NAME,
-    _truncate_train_log,
-    resolve_checkpoint,
-    save_checkpoint,
 )
 
 
@@ -315,7 +304,7 @@ def main(argv=None) -> dict:
     if args.resume_from_checkpoint:
         progress = resume(args, accelerator, setup, progress)
     if accelerator.is_main_process:
-        _truncate_train_log(str(output_dir), progress["completed_steps"])  # drop steps after the checkpoint
+        truncate_train_log(str(output_dir), progress["completed_steps"])  # drop steps after the checkpoint
     log_path = output_dir / "train_log.jsonl"
     log_file = log_path.open("a") if accelerator.is_main_process else None
     accelerator.print(
@@ -402,4 +391,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
