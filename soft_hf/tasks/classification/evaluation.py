@@ -218,3 +218,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["build_evaluate_parser", "evaluate_model", "main", "metrics_for_card", "run_evaluation"]
+
+
+if __name__ == "__main__":
+    main()

@@ -321,3 +321,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["SoftTrainer", "main", "train"]
+
+
+if __name__ == "__main__":
+    main()
