@@ -446,7 +446,7 @@ def run_attention(module: nn.Module, hidden_states: torch.Tensor):
 def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int) -> dict[str, float]:
     """Dense matmul throughput of this device (median of `repeats`) through each library a model can reach:
     PyTorch's default (`@`: MKL/OpenBLAS on the CPU, cuBLAS on GPUs) and, for float32 on the CPU, oneDNN (the
-    library SOFT's inference layers call, see `soft_hf.soft_attention.use_onednn`), measured side by side."""
+    library SOFT's inference layers call, see `soft_hf.models.soft.soft_attention.use_onednn`), measured side by side."""
     left = torch.randn(size, size, device=device, dtype=dtype)
     right = torch.randn(size, size, device=device, dtype=dtype)
     variants = {"torch.matmul": lambda: left @ right}

@@ -209,7 +209,7 @@ def check_train_args(args: argparse.Namespace) -> None:
         raise ValueError("Pass either --dataset_name or --train_dir/--validation_dir, not both.")
     if args.validation_dir is not None and args.train_dir is None:
         raise ValueError(
-            "--validation_dir needs --train_dir (evaluate a saved model with scripts/evaluate.py instead)."
+            "--validation_dir needs --train_dir (evaluate a saved model with soft-evaluate instead)."
         )
     for name in (
         "per_device_train_batch_size",
