@@ -58,7 +58,7 @@ def test_export_writes_a_hub_ready_folder(model_class, tmp_path):
     assert processor["crop_pct"] == 0.9 and processor["crop_size"] == {"height": 224, "width": 224}
     assert processor["size"] == {"shortest_edge": 248}  # derived from crop_pct and crop_size, saved for JSON readers
     for name in CODE_FILES:  # copied verbatim from the package
-        assert (output / name).read_bytes() == (REPO_ROOT / "soft_hf" / name).read_bytes()
+        assert (output / name).read_bytes() == (REPO_ROOT / "soft_hf" / "models" / "soft" / name).read_bytes()
 
     # The weights are the model's, loadable back into the same class.
     weights = load_file(str(output / "model.safetensors"))
