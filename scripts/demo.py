@@ -7,7 +7,7 @@ Fashion-MNIST test images.
     python scripts/demo.py                      # the default budget (a few minutes on 2 CPU cores)
     python scripts/demo.py --num_train_epochs 1 --max_train_samples 5000   # a quicker smoke run
 
-Each stage is the real command-line tool: `accelerate launch scripts/train.py`, `scripts/evaluate.py`, and a
+Each stage is the real command-line tool: `accelerate launch scripts/train.py`, `scripts/evaluate_model.py`, and a
 `transformers.pipeline("image-classification", trust_remote_code=True)` in a subprocess. The summary (accuracy,
 throughput, timings, predictions) is printed and written to OUTPUT_DIR/demo_summary.json.
 """
@@ -23,8 +23,6 @@ import time
 
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY_DIR = os.path.dirname(SCRIPTS_DIR)
-# scripts/evaluate.py would shadow the `evaluate` library: drop this folder from the import path.
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != SCRIPTS_DIR]
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
 NUM_FASHION_EXAMPLES = 6
@@ -100,7 +98,7 @@ def write_demo_images(folder, fashion_mnist_dir, seed):
     import PIL.Image
     import skimage.data
 
-    from soft_hf.data import FASHION_MNIST_LABELS, load_fashion_mnist
+    from soft_hf.data.classification import FASHION_MNIST_LABELS, load_fashion_mnist
 
     images = []
     for name in PHOTOS:
@@ -128,7 +126,7 @@ def main():
         classify_in_fresh_process(args.classify, args.images)
         return
 
-    from soft_hf.data import DEFAULT_FASHION_MNIST_DIR, fashion_mnist_missing_message
+    from soft_hf.data.classification import DEFAULT_FASHION_MNIST_DIR, fashion_mnist_missing_message
 
     fashion_mnist_dir = args.fashion_mnist_dir or DEFAULT_FASHION_MNIST_DIR
     if not os.path.isdir(fashion_mnist_dir):
@@ -178,7 +176,7 @@ def main():
     evaluation_file = os.path.join(args.output_dir, "test_results.json")
     command = [
         sys.executable,
-        os.path.join(SCRIPTS_DIR, "evaluate.py"),
+        os.path.join(SCRIPTS_DIR, "evaluate_model.py"),
         "--model_name_or_path",
         model_dir,
         "--split",

@@ -4,15 +4,19 @@
 Importing the package registers SOFT with the Auto factories (AutoConfig, AutoModel,
 AutoModelForImageClassification, AutoBackbone, AutoImageProcessor), so
 `UperNetConfig(backbone_config=SoftConfig(...))` and `AutoModel.from_config(SoftConfig())` work without remote code.
+
+The package's parts and what each may import are described in docs/architecture.md: `models/soft/` (the files that
+travel with checkpoints), `data/`, `tasks/` (classification and segmentation training, evaluation, prediction),
+`hub/` (export and publishing), `conversion/` (official checkpoints) and `benchmarks/`.
 """
 
 from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-from .configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
-from .convert_official import convert_official_checkpoint
-from .export import export_pretrained
-from .image_processing_soft import SoftImageProcessor, SoftImageProcessorPil
-from .modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
+from .conversion.official import convert_official_checkpoint
+from .hub.export import export_pretrained
+from .models.soft.configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
+from .models.soft.image_processing_soft import SoftImageProcessor, SoftImageProcessorPil
+from .models.soft.modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
 
 
 def register_auto_classes() -> None:

@@ -15,7 +15,7 @@ import PIL.Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "scripts" / "train.py"
-EVALUATE_SCRIPT = REPO_ROOT / "scripts" / "evaluate.py"
+EVALUATE_SCRIPT = REPO_ROOT / "scripts" / "evaluate_model.py"
 
 # A SOFT far below 100k parameters that still has every stage; 32x32 inputs (landmark strides 4/2/2).
 TINY_MODEL_FLAGS = [

@@ -10,9 +10,9 @@ import torch
 from helpers_segmentation import run_python, tiny_soft_norm_kwargs
 
 from soft_hf import SoftBackbone, SoftConfig, SoftForImageClassification, SoftModel
-from soft_hf.modeling_soft import stage_spatial_sizes
-from soft_hf.segmentation import UPERNET_OUT_FEATURES, build_upernet
-from soft_hf.soft_attention import landmark_counts
+from soft_hf.models.soft.modeling_soft import stage_spatial_sizes
+from soft_hf.models.soft.soft_attention import landmark_counts
+from soft_hf.tasks.segmentation.upernet import UPERNET_OUT_FEATURES, build_upernet
 
 ALL_FEATURES = ["stem", *UPERNET_OUT_FEATURES]
 
@@ -174,7 +174,7 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_backbone_loads_with_trust_remote_code_from_export(classifier, tmp_path):
-    from soft_hf.export import export_pretrained
+    from soft_hf.hub.export import export_pretrained
 
     folder = export_pretrained(classifier, tmp_path / "exported")
     pixel_values = torch.randn(1, 3, 70, 90)

@@ -12,7 +12,7 @@ from helpers_hub import load_script_module, run_fresh_python
 from huggingface_hub import ModelCard
 
 from soft_hf import SoftForImageClassification
-from soft_hf.export import validate_export_folder
+from soft_hf.hub.export import validate_export_folder
 
 
 TOLERANCE = 1e-4  # official float32 logits vs ours; the official fp32-vs-fp64 spread is ~3e-6

@@ -20,7 +20,7 @@ from soft_hf import (
     SoftModel,
     export_pretrained,
 )
-from soft_hf.export import render_model_card, validate_export_folder
+from soft_hf.hub.export import render_model_card, validate_export_folder
 
 
 CODE_FILES = {"configuration_soft.py", "modeling_soft.py", "soft_attention.py", "image_processing_soft.py"}
@@ -58,7 +58,7 @@ def test_export_writes_a_hub_ready_folder(model_class, tmp_path):
     assert processor["crop_pct"] == 0.9 and processor["crop_size"] == {"height": 224, "width": 224}
     assert processor["size"] == {"shortest_edge": 248}  # derived from crop_pct and crop_size, saved for JSON readers
     for name in CODE_FILES:  # copied verbatim from the package
-        assert (output / name).read_bytes() == (REPO_ROOT / "soft_hf" / name).read_bytes()
+        assert (output / name).read_bytes() == (REPO_ROOT / "soft_hf" / "models" / "soft" / name).read_bytes()
 
     # The weights are the model's, loadable back into the same class.
     weights = load_file(str(output / "model.safetensors"))
@@ -146,8 +146,8 @@ def test_validation_reports_every_problem(tmp_path):
 
 
 def test_committed_preset_cards_match_the_template():
-    """model_cards/<preset>.md are rendered from model_cards/template.md (soft_hf.export.write_preset_cards)."""
-    from soft_hf.export import write_preset_cards
+    """model_cards/<preset>.md are rendered from the packaged template (soft_hf.hub.export.write_preset_cards)."""
+    from soft_hf.hub.export import write_preset_cards
 
     import tempfile
     from pathlib import Path
@@ -247,7 +247,7 @@ def _save_official_like(path, seed: int = 0):
     """A checkpoint in the official layout, made from a tiny model by inverting the key renaming."""
     import argparse
 
-    from soft_hf.convert_official import official_key_to_hf
+    from soft_hf.conversion.official import official_key_to_hf
 
     model = tiny_model(seed=seed, num_attention_heads=[1, 2, 2, 1])
     state_dict = model.state_dict()
@@ -311,7 +311,7 @@ def test_replacing_an_export_leaves_a_complete_folder_whenever_the_process_dies(
     import os
     import sys
 
-    from soft_hf.export import replace_folder, restore_interrupted_replace
+    from soft_hf.hub.export import replace_folder, restore_interrupted_replace
 
     watched = {"os.rename", "shutil.rmtree", "ctypes.call_function"}
 

@@ -233,7 +233,7 @@ def write_awkward_images(directory, rgb: np.ndarray) -> dict[str, "Path"]:
 
 
 def test_decode_image_semantics(photos, tmp_path):
-    from soft_hf.image_processing_soft import decode_image
+    from soft_hf.models.soft.image_processing_soft import decode_image
 
     rgb = photos["chelsea"][:120, :160]
     paths = write_awkward_images(tmp_path, rgb)
@@ -257,12 +257,12 @@ def test_decode_image_semantics(photos, tmp_path):
 def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and_the_processor(photos, tmp_path):
     """Defect 3: 16-bit images were 99.6% white in training, transparency black in training but white in the
     processor, EXIF orientation ignored in training and evaluation."""
-    from soft_hf.data import (
+    from soft_hf.data.classification import (
         ImageClassificationDataset,
         build_eval_transform,
         load_image_classification_data,
     )
-    from soft_hf.segmentation import SegmentationImageFolder
+    from soft_hf.tasks.segmentation.upernet import SegmentationImageFolder
 
     rgb = photos["coffee"][:150, :200]
     paths = write_awkward_images(tmp_path / "train" / "awkward", rgb)
@@ -289,7 +289,7 @@ def test_same_file_gives_the_same_pixels_in_training_evaluation_segmentation_and
         torch.testing.assert_close(sample["pixel_values"], expected[name], atol=0, rtol=0, msg=name)
 
     # Evaluation transform vs the processor given the path (both backends) and the decoded image.
-    from soft_hf.image_processing_soft import decode_image
+    from soft_hf.models.soft.image_processing_soft import decode_image
 
     processor = SoftImageProcessorPil(crop_size={"height": 64, "width": 64})
     evaluation = ImageClassificationDataset(split, transform=build_eval_transform(processor))

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from soft_hf import SoftConfig, SoftForImageClassification
-from soft_hf.soft_attention import cholesky_inverse_spd, gaussian_kernel, landmark_grid
+from soft_hf.models.soft.soft_attention import cholesky_inverse_spd, gaussian_kernel, landmark_grid
 
 from conftest import tiny_config_kwargs
 
@@ -326,7 +326,7 @@ def test_processor_warns_when_rescaling_images_already_in_unit_range_and_advises
     from transformers.testing_utils import CaptureLogger
 
     from soft_hf import SoftImageProcessor
-    from soft_hf import image_processing_soft
+    from soft_hf.models.soft import image_processing_soft
 
     processor = SoftImageProcessor()
     image = torch.rand(3, 40, 50)  # floats in [0, 1]

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from soft_hf import PRESET_NAMES, SoftConfig, SoftForImageClassification, SoftModel, convert_official_checkpoint
-from soft_hf.modeling_soft import minimum_image_size, resize_position_embeddings, stage_spatial_sizes
+from soft_hf.models.soft.modeling_soft import minimum_image_size, resize_position_embeddings, stage_spatial_sizes
 
 from conftest import tiny_config_kwargs
 

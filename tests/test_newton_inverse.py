@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from soft_hf import SoftConfig, SoftForImageClassification
-from soft_hf.soft_attention import SoftNewtonInverse, gaussian_kernel, newton_initial_step, newton_inverse
+from soft_hf.models.soft.soft_attention import SoftNewtonInverse, gaussian_kernel, newton_initial_step, newton_inverse
 
 from conftest import tiny_config_kwargs
 

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from soft_hf import SoftForImageClassification, convert_official_checkpoint
-from soft_hf.convert_official import infer_config, load_official_state_dict, official_key_to_hf
+from soft_hf.conversion.official import infer_config, load_official_state_dict, official_key_to_hf
 
 from conftest import COMPACT_ARCHES, FULL_ARCHES, reference_record
 

@@ -5,7 +5,6 @@ official-forward baseline. Nothing here is timed: linear cost is checked by coun
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 
 import pytest
@@ -15,8 +14,8 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from soft_hf import SoftConfig, SoftForImageClassification
-from soft_hf.modeling_soft import SoftPatchEmbeddings, fold_batch_norm
-from soft_hf.soft_attention import (
+from soft_hf.models.soft.modeling_soft import SoftPatchEmbeddings, fold_batch_norm
+from soft_hf.models.soft.soft_attention import (
     AUTO_NEWTON_MAX_LANDMARKS,
     ONEDNN_AVAILABLE,
     GELU_CHUNK_ELEMENTS,
@@ -33,14 +32,13 @@ from soft_hf.soft_attention import (
 )
 from transformers.activations import ACT2FN
 
-from conftest import REPO_ROOT, reference_record, tiny_config_kwargs
+from conftest import reference_record, tiny_config_kwargs
 
 
 def load_official_baseline():
-    spec = importlib.util.spec_from_file_location("official_baseline", REPO_ROOT / "benchmarks" / "official_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from soft_hf.benchmarks import official_baseline
+
+    return official_baseline
 
 
 def tiny_model(dtype=torch.float32, **overrides) -> SoftForImageClassification:
@@ -204,7 +202,7 @@ def test_model_inference_on_onednn_matches_pytorch_kernels():
 def test_attention_chunked_over_images_matches_the_whole_batch(monkeypatch, normalization):
     """CPU inference runs the attention in image chunks of about ATTENTION_CHUNK_BYTES of K1 (autograd takes the whole
     batch): any chunking gives the outputs of the whole batch (float64, one image per chunk)."""
-    import soft_hf.soft_attention as soft_attention
+    import soft_hf.models.soft.soft_attention as soft_attention
 
     model = tiny_model(torch.float64, normalization=normalization)
     attention = model.soft.encoder.stages[0].layers[0].attention
@@ -227,7 +225,7 @@ def test_attention_chunked_over_images_matches_the_whole_batch(monkeypatch, norm
 def test_chunked_inference_mlp_matches_the_unchunked_mlp(monkeypatch):
     """Float32 CPU inference on many tokens runs the MLP in token chunks (3 chunks of 256 rows here, one partial);
     the result equals the one-shot MLP."""
-    import soft_hf.modeling_soft as modeling_soft
+    import soft_hf.models.soft.modeling_soft as modeling_soft
 
     torch.manual_seed(0)
     mlp = modeling_soft.SoftMlp(16, 64, "gelu_pytorch_tanh").eval()
@@ -388,7 +386,7 @@ def test_meta_device_forward_gives_shapes_without_compute():
 
 @pytest.mark.parametrize("arch", ["compact_soft", "mini_soft"])
 def test_official_baseline_reproduces_official_logits(request, arch):
-    """benchmarks/official_baseline.py is an honest baseline: with the official weights it gives the official logits."""
+    """soft_hf.benchmarks.official_baseline is an honest baseline: with the official weights it gives the official logits."""
     reference = request.getfixturevalue("compact_reference" if arch.startswith("compact") else "reference")
     baseline_module = load_official_baseline()
     record = reference_record(reference, arch)

@@ -182,7 +182,7 @@ def test_fine_tuned_remote_model_saves_a_folder_that_loads_again(tmp_path):
         result["model_class"] = type(model).__module__
         result["soft_hf_before_export"] = any(name.startswith("soft_hf") for name in sys.modules)
 
-        from soft_hf.export import collect_code_files, export_pretrained
+        from soft_hf.hub.export import collect_code_files, export_pretrained
         result["code_sources"] = {{name: str(path) for name, path in collect_code_files(model, processor).items()}}
         export_pretrained(model, {str(exported_folder)!r}, image_processor=processor)
         """,

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from soft_hf import SoftBackbone, SoftConfig
-from soft_hf.segmentation import (
+from soft_hf.tasks.segmentation.upernet import (
     IGNORE_INDEX,
     MeanIoU,
     SegmentationCollator,

@@ -15,15 +15,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from soft_hf import SoftConfig, SoftForImageClassification
-from soft_hf.configuration_soft import PRESET_NAMES
-from soft_hf.convert_official import infer_config, load_official_state_dict, official_key_to_hf
-from soft_hf.data import (
+from soft_hf.conversion.official import infer_config, load_official_state_dict, official_key_to_hf
+from soft_hf.data.classification import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_LABELS,
     IDX_LABELS_MAGIC,
     UNREADABLE_LABEL,
     AugmentationConfig,
-    EpochShuffleSampler,
     ImageClassificationDataset,
     StreamingImageClassificationDataset,
     build_eval_transform,
@@ -33,9 +31,13 @@ from soft_hf.data import (
     load_image_classification_data,
     read_idx_file,
 )
-from soft_hf.image_processing_soft import SoftImageProcessor
-from soft_hf.metrics import top_k_accuracy_metric
-from soft_hf.training import (
+from soft_hf.data.sampling import EpochShuffleSampler
+from soft_hf.models.soft.configuration_soft import PRESET_NAMES
+from soft_hf.models.soft.image_processing_soft import SoftImageProcessor
+from soft_hf.tasks.checkpoints import read_train_log
+from soft_hf.tasks.classification.arguments import parse_train_args
+from soft_hf.tasks.classification.metrics import top_k_accuracy_metric
+from soft_hf.tasks.classification.recipe import (
     OFFICIAL_RECIPES,
     augmentation_config,
     build_batch_augmentation,
@@ -43,8 +45,6 @@ from soft_hf.training import (
     create_optimizer,
     linear_scaled_learning_rate,
     parameter_groups,
-    parse_train_args,
-    read_train_log,
 )
 
 from conftest import tiny_config_kwargs
@@ -342,7 +342,7 @@ def test_accelerate_launch_trains_lowers_loss_and_writes_loadable_model(tmp_path
     card = (output_dir / "final" / "README.md").read_text()
     assert f"{results['eval_top1_accuracy']:.6g}" in card
 
-    # scripts/evaluate.py on the exported folder measures what training measured on the same images.
+    # scripts/evaluate_model.py on the exported folder measures what training measured on the same images.
     evaluation = tmp_path / "evaluation.json"
     run_command(
         [
@@ -555,7 +555,7 @@ def test_nested_class_folders_and_stray_root_images_are_refused_with_the_fix(tmp
 def test_one_unreadable_image_in_a_mixup_batch_of_two_does_not_stop_training(tmp_path):
     """Defect 7: with mixup and 2 images per device, one unreadable image raised "Every image of a training batch
     was unreadable", which was false."""
-    from soft_hf.training import train
+    from soft_hf.tasks.classification.trainer import train
 
     make_image_folder(tmp_path / "train", {"a": 2, "b": 1}, seed=0, corrupt={"b": 1})
     make_image_folder(tmp_path / "val", {"a": 1, "b": 1}, seed=1)
@@ -570,13 +570,13 @@ def test_one_unreadable_image_in_a_mixup_batch_of_two_does_not_stop_training(tmp
 
 
 def test_converted_imagenet_checkpoint_evaluates_on_synset_folders(tmp_path, capsys):
-    """Defect 7: `evaluate.py --validation_dir imagenet/val` failed on converted ImageNet checkpoints (synset folder
+    """Defect 7: `evaluate.py` (now `evaluate_model.py`) `--validation_dir imagenet/val` failed on converted ImageNet checkpoints (synset folder
     names vs timm's descriptions in id2label) and advised --ignore_mismatched_sizes."""
     from helpers_hub import imagenet_labels
 
     from soft_hf import export_pretrained
-    from soft_hf.data import label_mapping_to_model
-    from soft_hf.evaluation import build_evaluate_parser, run_evaluation
+    from soft_hf.data.classification import label_mapping_to_model
+    from soft_hf.tasks.classification.evaluation import build_evaluate_parser, run_evaluation
 
     labels = imagenet_labels()
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from transformers_test_mixins import load_image_processing
 
 import soft_hf
 from soft_hf import SoftImageProcessor, SoftImageProcessorPil
-from soft_hf.export import image_processor_auto_map
+from soft_hf.hub.export import image_processor_auto_map
 
 
 ImageProcessingTestMixin, ImageProcessingTester = load_image_processing()
@@ -57,7 +57,7 @@ class SoftImageProcessingTest(ImageProcessingTestMixin, unittest.TestCase):
             settings = json.loads((folder / "preprocessor_config.json").read_text())
             settings["auto_map"] = image_processor_auto_map()
             (folder / "preprocessor_config.json").write_text(json.dumps(settings))
-            shutil.copy(Path(soft_hf.__file__).parent / "image_processing_soft.py", folder)
+            shutil.copy(Path(soft_hf.__file__).parent / "models" / "soft" / "image_processing_soft.py", folder)
             np.savez(folder / "images.npz", *images)  # images of different sizes
             result = run_fresh_python(
                 f"""

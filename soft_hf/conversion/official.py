@@ -17,8 +17,8 @@ from collections.abc import Mapping
 
 import torch
 
-from .configuration_soft import SoftConfig
-from .modeling_soft import SoftForImageClassification
+from ..models.soft.configuration_soft import SoftConfig
+from ..models.soft.modeling_soft import SoftForImageClassification
 
 
 VARIANTS = {"plain": "none", "norm": "symmetric"}

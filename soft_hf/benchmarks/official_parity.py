@@ -2,9 +2,10 @@
 float32 and float64 for each Newton step scope, and the largest relative float64 gradient error for each Newton
 backward (the figures of the README's exactness table).
 
-    python benchmarks/official_parity.py [--reference-dir DIR ...]
+    python -m soft_hf.benchmarks.official_parity [--reference-dir DIR ...]
 
-Default folders: tests/fixtures/official (compact sets) and ../shared/reference (mini sets) when present.
+Default folders, relative to the root of a checkout: tests/fixtures/official (compact sets) and ../shared/reference
+(mini sets) when present.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from soft_hf import convert_official_checkpoint
-from soft_hf.convert_official import official_key_to_hf
+from ..conversion.official import convert_official_checkpoint, official_key_to_hf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIRS = [REPO_ROOT / "tests" / "fixtures" / "official", REPO_ROOT.parent / "shared" / "reference"]
+DEFAULT_DIRS = [Path("tests") / "fixtures" / "official", Path("..") / "shared" / "reference"]
 
 
 def logit_error(directory: Path, record: dict, variant: str, dtype: torch.dtype, **config) -> float:

@@ -1,10 +1,10 @@
 """Time this checkout's SOFT-Tiny against another checkout's, side by side in one process (before/after a change).
 
 The other checkout's `soft_hf` is imported under another package name, both models get the same weights, and the
-two are timed alternately repetition by repetition with `scripts/benchmark.py`'s `time_side_by_side`, so drifts of
+two are timed alternately repetition by repetition with `soft_hf.benchmarks.speed.time_side_by_side`, so drifts of
 the machine hit both alike; the ratio is what counts, not the absolute rate of a shared machine.
 
-    python benchmarks/revision_comparison.py --other /path/to/old/checkout [--sizes 224 1024] [--repeats 10]
+    python -m soft_hf.benchmarks.revision_comparison --other /path/to/old/checkout [--sizes 224 1024] [--repeats 10]
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from scripts.benchmark import time_side_by_side  # noqa: E402
-from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
+from ..models.soft.configuration_soft import SoftConfig
+from ..models.soft.modeling_soft import SoftForImageClassification
+from .speed import time_side_by_side
 
 
 def import_other_package(checkout: Path, name: str = "soft_hf_other"):

@@ -1,12 +1,10 @@
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Evaluation of SOFT image classifiers: top-1/top-5 and per-class accuracy over a data loader, on one or many
-processes, and the `scripts/evaluate.py` command built on it.
+processes, and the `soft-evaluate` command (`scripts/evaluate_model.py`) built on it.
 
 Every process evaluates its shard; `Accelerator.gather_for_metrics` collects predictions and drops the samples
 Accelerate repeats to even out the last batch, so each image counts exactly once. Unreadable images (label -1, see
-`soft_hf.data`) are counted and left out.
-
-This module does not travel with checkpoints.
+`soft_hf.data.classification`) are counted and left out.
 """
 
 from __future__ import annotations
@@ -21,7 +19,18 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .data import UNREADABLE_LABEL
+from ...data.arguments import add_data_arguments, default_num_workers
+from ...data.classification import (
+    UNREADABLE_LABEL,
+    ImageClassificationDataset,
+    StreamingImageClassificationDataset,
+    build_eval_transform,
+    collate_image_classification,
+    data_source_arguments,
+    label_mapping_to_model,
+    load_image_classification_data,
+)
+from ...models.soft.image_processing_soft import SoftImageProcessor
 from .metrics import top_k_accuracy_metric
 
 
@@ -109,13 +118,11 @@ def metrics_for_card(results: dict, prefix: str = "eval_") -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# scripts/evaluate.py
+# soft-evaluate
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def build_evaluate_parser() -> argparse.ArgumentParser:
-    from .training import add_data_arguments
-
     parser = argparse.ArgumentParser(
         description="Top-1/top-5 and per-class accuracy of a saved SOFT classifier, printed as JSON. "
         "Runs on one process or under `accelerate launch` (every image is counted once)."
@@ -144,18 +151,6 @@ def run_evaluation(args: argparse.Namespace) -> dict:
     """Load a saved model and its image processor, evaluate it on the chosen data and split, return the results."""
     from accelerate import Accelerator
     from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-    from .data import (
-        ImageClassificationDataset,
-        StreamingImageClassificationDataset,
-        build_eval_transform,
-        collate_image_classification,
-        data_source_arguments,
-        label_mapping_to_model,
-        load_image_classification_data,
-    )
-    from .image_processing_soft import SoftImageProcessor
-    from .training import default_num_workers
 
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision)
     model = AutoModelForImageClassification.from_pretrained(
@@ -217,4 +212,13 @@ def run_evaluation(args: argparse.Namespace) -> dict:
     return results
 
 
-__all__ = ["build_evaluate_parser", "evaluate_model", "metrics_for_card", "run_evaluation"]
+def main(argv: list[str] | None = None) -> None:
+    """`soft-evaluate` and `scripts/evaluate_model.py`: the results are printed as JSON."""
+    run_evaluation(build_evaluate_parser().parse_args(argv))
+
+
+__all__ = ["build_evaluate_parser", "evaluate_model", "main", "metrics_for_card", "run_evaluation"]
+
+
+if __name__ == "__main__":
+    main()

@@ -29,11 +29,11 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from transformers import SegformerImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
 
-from .configuration_soft import SoftConfig
-from .data import sample_seed, seeded_random_state
-from .export import replace_folder
-from .image_processing_soft import decode_image
-from .modeling_soft import SoftBackbone, minimum_image_size
+from ...data.sampling import sample_seed, seeded_random_state
+from ...hub.export import replace_folder
+from ...models.soft.configuration_soft import SoftConfig
+from ...models.soft.image_processing_soft import decode_image
+from ...models.soft.modeling_soft import SoftBackbone, minimum_image_size
 
 
 # The four pyramid levels UperNet consumes (strides 4, 8, 16, 32).
@@ -82,7 +82,7 @@ def load_backbone_weights(source: str | os.PathLike, variant: str | None = None)
             raise ValueError(
                 f"{path} is an official SOFT checkpoint: pass its variant ('plain' for SOFT, 'norm' for SOFT-Norm)."
             )
-        from .convert_official import convert_official_checkpoint
+        from ...conversion.official import convert_official_checkpoint
 
         model = convert_official_checkpoint(path, variant)
         config = model.config
@@ -223,7 +223,7 @@ def save_segmentation_model(
     overwrite: bool = True,
 ) -> Path:
     """Write model, image processor and metrics (`eval_results.json`) to `output_dir` atomically: everything goes to
-    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.export.replace_folder`)."""
+    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.hub.export.replace_folder`)."""
     output_dir = Path(output_dir).resolve()
     if output_dir.exists() and not overwrite:
         raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
@@ -299,7 +299,7 @@ class SegmentationImageFolder(Dataset):
     `(height, width)` array (or `{"image", "mask", "path"}` without a transform).
 
     With a `seed`, the transform of sample `index` in epoch `e` draws its randomness from RNGs seeded with
-    `(seed, e, index)` and the global RNG states are restored afterwards (`soft_hf.data.seeded_random_state`), so the
+    `(seed, e, index)` and the global RNG states are restored afterwards (`soft_hf.data.sampling.seeded_random_state`), so the
     augmentation does not depend on workers or on resuming, and never moves the RNGs that dropout uses."""
 
     def __init__(

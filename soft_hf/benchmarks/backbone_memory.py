@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Peak memory of a SoftBackbone forward pass at segmentation resolutions, per pixel.
 
@@ -9,8 +8,8 @@ official rule (m = HW / r^2) it grows with the pixel count.
 Each measurement runs in a fresh process. CPU: growth of the peak resident set (ru_maxrss) over a warm-up pass at
 64x64, i.e. activations and workspace, not weights. CUDA: torch.cuda.max_memory_allocated minus the weights.
 
-    python scripts/backbone_memory.py                                   # soft-norm-tiny, m <= 64 vs official rule
-    python scripts/backbone_memory.py --sizes 512x512 1024x1024 1024x2048 --max_landmarks 64 --device cuda --train
+    python -m soft_hf.benchmarks.backbone_memory                        # soft-norm-tiny, m <= 64 vs official rule
+    python -m soft_hf.benchmarks.backbone_memory --sizes 512x512 1024x1024 1024x2048 --max_landmarks 64 --device cuda --train
 """
 
 from __future__ import annotations
@@ -20,10 +19,6 @@ import json
 import os
 import subprocess
 import sys
-
-
-# scripts/evaluate.py would shadow the `evaluate` library: keep this folder off the import path of the child.
-sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 CHILD = r"""
 import json, resource, sys

@@ -6,7 +6,7 @@ and AutoBackbone), `model.safetensors`, `preprocessor_config.json` (with its own
 both backends), the flat code files and a `README.md` model card, so that anyone can load it with
 `trust_remote_code=True` without installing soft-hf.
 
-This module does not travel with checkpoints (it imports `soft_hf`).
+This module does not travel with checkpoints; it imports only `soft_hf.models`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,16 @@ import torch
 from huggingface_hub import EvalResult, ModelCardData
 from transformers.dynamic_module_utils import get_relative_import_files
 
-from .configuration_soft import SOFT_PRESETS, SoftConfig
-from .image_processing_soft import SoftImageProcessor
+from ..models.soft.configuration_soft import SOFT_PRESETS, SoftConfig
+from ..models.soft.image_processing_soft import SoftImageProcessor
 
 
-PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
-MODEL_CARDS_DIR = PACKAGE_DIR.parent / "model_cards"
+# The model files that travel with checkpoints, and the card template (package data, installed with soft_hf).
+MODEL_CODE_DIR = pathlib.Path(__file__).resolve().parents[1] / "models" / "soft"
+MODEL_CARD_TEMPLATE = pathlib.Path(__file__).resolve().parent / "model_card_template.md"
+# The rendered per-preset cards, relative to the root of a checkout (`write_preset_cards`).
+MODEL_CARDS_DIR = pathlib.Path("model_cards")
 NEWTON_SCOPE_WORDS = {"head": "(image, head)", "image": "image", "batch": "batch"}
-MODEL_CARD_TEMPLATE = MODEL_CARDS_DIR / "template.md"
 
 # Files every exported folder carries; the model files may import more flat modules, which are copied too.
 REQUIRED_CODE_FILES = ("configuration_soft.py", "modeling_soft.py", "soft_attention.py", "image_processing_soft.py")
@@ -101,16 +103,16 @@ def collect_code_files(model, image_processor=None) -> dict[str, pathlib.Path]:
     """The flat code files of an export, by file name.
 
     Model and configuration files (and whatever they import with `from .x import`) come from the directory of the
-    model class's module: soft_hf for installed classes, `transformers_modules/...` for a model loaded with
-    `trust_remote_code=True`. The image processor file comes from the processor's class when it is a SOFT processor,
-    otherwise from soft_hf."""
+    model class's module: `soft_hf/models/soft/` for installed classes, `transformers_modules/...` for a model loaded
+    with `trust_remote_code=True`. The image processor file comes from the processor's class when it is a SOFT
+    processor, otherwise from `soft_hf/models/soft/`."""
     files = _with_relative_imports(_module_file(type(model)))
     files.update({k: v for k, v in _with_relative_imports(_module_file(type(model.config))).items() if k not in files})
     processor_class = type(image_processor) if image_processor is not None else None
     if processor_class is not None and processor_class.__name__ in IMAGE_PROCESSOR_CLASSES.values():
         files.update(_with_relative_imports(_module_file(processor_class)))
     else:
-        files.update(_with_relative_imports(PACKAGE_DIR / "image_processing_soft.py"))
+        files.update(_with_relative_imports(MODEL_CODE_DIR / "image_processing_soft.py"))
     missing = [name for name in REQUIRED_CODE_FILES if name not in files]
     if missing:
         raise ValueError(f"Cannot export: the code files {missing} were not found beside {_module_file(type(model))}.")
@@ -172,7 +174,7 @@ def preset_title(preset: str) -> str:
 
 def count_parameters(config) -> int:
     """Parameters of `SoftForImageClassification(config)`, counted on the meta device (no memory, no init)."""
-    from .modeling_soft import SoftForImageClassification
+    from ..models.soft.modeling_soft import SoftForImageClassification
 
     with torch.device("meta"):
         model = SoftForImageClassification(SoftConfig(**config.to_dict()))
@@ -267,15 +269,15 @@ def render_model_card(
     datasets: list[str] | None = None,
     template: str | os.PathLike | None = None,
 ) -> str:
-    """The README.md of a SOFT repository, from `model_cards/template.md`.
+    """The README.md of a SOFT repository, from the template `soft_hf/hub/model_card_template.md`.
 
     Hub metadata: library_name, pipeline_tag, license, datasets, tags, and a model-index only when `metrics` were
     measured on a named `dataset_name`. The authors' ImageNet table is always shown as theirs."""
     template_path = pathlib.Path(template) if template is not None else MODEL_CARD_TEMPLATE
     if not template_path.is_file():
         raise ValueError(
-            f"Model card template not found at {template_path}: run from a soft-hf checkout (model_cards/ sits beside "
-            "soft_hf/) or pass the card text with `model_card=`."
+            f"Model card template not found at {template_path} (package data of soft_hf: reinstall soft-hf) or pass "
+            "the card text with `model_card=`."
         )
     preset = detect_preset(config)
     title = preset_title(preset) if preset else "SOFT"
@@ -382,7 +384,8 @@ def preset_provenance(preset: str) -> str:
 
 
 def write_preset_cards(directory: str | os.PathLike = MODEL_CARDS_DIR) -> list[pathlib.Path]:
-    """(Re)write `model_cards/<preset>.md` for every official preset from the template."""
+    """(Re)write `model_cards/<preset>.md` (relative to the current folder: run at the root of a checkout) for every
+    official preset from the template."""
     directory = pathlib.Path(directory)
     written = []
     for size in SOFT_PRESETS:
@@ -733,8 +736,8 @@ def export_pretrained(
     `SoftImageProcessor`) with its own `auto_map` for AutoImageProcessor (torchvision and PIL backends); the flat code
     files (configuration_soft.py, modeling_soft.py, soft_attention.py, image_processing_soft.py and any flat module
     they import with `from .x import`); `README.md` (`model_card` text if given, else generated from
-    `model_cards/template.md` with the config, `metrics` measured on `dataset_name`, `provenance` and `repo_id`);
-    `export_manifest.json`, the SHA-256 of every file written.
+    `soft_hf/hub/model_card_template.md` with the config, `metrics` measured on `dataset_name`, `provenance` and
+    `repo_id`); `export_manifest.json`, the SHA-256 of every file written.
 
     Nothing that an export did not write is ever deleted or overwritten: an existing `output_dir` must be empty or
     hold only the unchanged files of an earlier export (listed in its manifest), and the latter is replaced only with

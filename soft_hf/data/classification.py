@@ -17,11 +17,9 @@ This module does not travel with checkpoints (it is training infrastructure, not
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import os
-import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .image_processing_soft import convert_image_to_rgb, decode_image
+from ..models.soft.image_processing_soft import convert_image_to_rgb, decode_image
+from .sampling import sample_seed, seeded_random_state
 
 
 logger = logging.getLogger(__name__)
@@ -282,7 +281,7 @@ def _check_columns(dataset, image_column: str, label_column: str, split_name: st
             )
 
 
-# Command-line flags (shared by scripts/train.py and scripts/evaluate.py) that select and shape the data source.
+# Command-line flags (`soft_hf.data.arguments`, shared by training and evaluation) that select the data source.
 DATA_SOURCE_FLAGS = (
     "dataset_name",
     "dataset_config_name",
@@ -516,32 +515,8 @@ def imagenet_synset_mapping(dataset_label_names: Sequence[str], model_names: Seq
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Decoding and reproducible augmentation
+# Decoding and reproducible augmentation (seeds: `soft_hf.data.sampling`)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for the augmentation of sample `index` in `epoch` (independent streams per triple)."""
-    return int(np.random.SeedSequence([seed % 2**32, epoch, index]).generate_state(1)[0])
-
-
-@contextlib.contextmanager
-def seeded_random_state(seed: int):
-    """Seed Python's, NumPy's and torch's (CPU) global RNGs for the body, then restore their previous states.
-
-    timm's transforms draw from all three (RandAugment uses `random` and `numpy`, random erasing uses torch)."""
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
-    torch_state = torch.random.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.random.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.random.set_rng_state(torch_state)
 
 
 def decode_dataset_image(value: Any) -> PIL.Image.Image:
@@ -680,32 +655,6 @@ class StreamingImageClassificationDataset(torch.utils.data.IterableDataset):
             yield self.processor.process(example, position)
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler[int]):
-    """Shuffles `range(num_samples)` with a permutation that depends only on `(seed, epoch)`.
-
-    Every process draws the same permutation (Accelerate then shards the batches), and a resumed run sees the same
-    order as the original one, whatever happened to the global RNGs in between."""
-
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True):
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.shuffle = shuffle
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.num_samples))
-        # The last 32-bit index is reserved for the order, so it never collides with a sample's augmentation seed.
-        generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 2**32 - 1))
-        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
-
-
 def collate_image_classification(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into `pixel_values (batch, 3, H, W)`, `labels (batch,)` and `indices (batch,)`."""
     return {
@@ -814,7 +763,6 @@ def build_eval_transform(image_processor):
 __all__ = [
     "AugmentationConfig",
     "DEFAULT_FASHION_MNIST_DIR",
-    "EpochShuffleSampler",
     "FASHION_MNIST_LABELS",
     "ImageClassificationData",
     "ImageClassificationDataset",
@@ -829,6 +777,4 @@ __all__ = [
     "label_mapping_to_model",
     "load_fashion_mnist",
     "load_image_classification_data",
-    "sample_seed",
-    "seeded_random_state",
 ]

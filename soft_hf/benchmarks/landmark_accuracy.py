@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """Accuracy effect of bounded landmarks (`max_landmarks`) and of the exact Cholesky solve, on a trained model.
 
@@ -19,8 +18,8 @@ the landmark LayerNorm scale at 0.1 (`--landmark-norm-init`), which keeps the ar
 signal. `--model DIR` evaluates an already trained classifier instead (e.g. the demo's `outputs/demo/final`).
 
 Usage:
-    python benchmarks/landmark_accuracy.py --threads 1     # ~4-5 minutes on a 2-core CPU
-    python benchmarks/landmark_accuracy.py --model outputs/demo/final --image-size 32 --eval-sizes 32 64 128
+    python -m soft_hf.benchmarks.landmark_accuracy --threads 1     # ~4-5 minutes on a 2-core CPU
+    python -m soft_hf.benchmarks.landmark_accuracy --model outputs/demo/final --image-size 32 --eval-sizes 32 64 128
 """
 
 from __future__ import annotations
@@ -37,20 +36,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from soft_hf import SoftConfig, SoftForImageClassification  # noqa: E402
-from soft_hf.data import (  # noqa: E402
+from ..data.classification import (
     DEFAULT_FASHION_MNIST_DIR,
     FASHION_MNIST_FILES,
     IDX_IMAGES_MAGIC,
     IDX_LABELS_MAGIC,
     read_idx_file,
 )
-from soft_hf.soft_attention import SoftSelfAttention, landmark_counts  # noqa: E402
+from ..models.soft.configuration_soft import SoftConfig
+from ..models.soft.modeling_soft import SoftForImageClassification
+from ..models.soft.soft_attention import SoftSelfAttention, landmark_counts
 
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -142,7 +137,7 @@ VARIANTS = {
 
 def kernel_statistics(model, pixel_values) -> dict:
     """Mean and maximum of the query-landmark kernel K1 over all SOFT layers, on `pixel_values`."""
-    from soft_hf import soft_attention
+    from ..models.soft import soft_attention
 
     values = []
     original = soft_attention.gaussian_kernel
@@ -186,7 +181,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--landmark-norm-init", type=float, default=0.1, help="Initial landmark LayerNorm scale.")
     parser.add_argument("--model", help="Evaluate this trained SoftForImageClassification folder instead of training.")
     parser.add_argument("--fashion-mnist-dir", default=DEFAULT_FASHION_MNIST_DIR)
-    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "landmark_accuracy.json"))
+    parser.add_argument("--output", default=str(Path("benchmarks") / "results" / "landmark_accuracy.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

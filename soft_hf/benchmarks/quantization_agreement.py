@@ -5,7 +5,7 @@ SOFT model (the model calls replaced modules instead of its fast paths). This sc
 the demo model's Fashion-MNIST test set: accuracy of both, the share of images whose top-1 class is unchanged, and
 images per second of both on this machine.
 
-    python benchmarks/quantization_agreement.py --model outputs/demo/final [--max_samples N] [--batch_size 250]
+    python -m soft_hf.benchmarks.quantization_agreement --model outputs/demo/final [--max_samples N] [--batch_size 250]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from transformers import AutoImageProcessor
 
-from soft_hf import SoftForImageClassification
-from soft_hf.data import load_fashion_mnist
+from ..data.classification import load_fashion_mnist
+from ..models.soft.modeling_soft import SoftForImageClassification
 
 
 def predictions(model: nn.Module, batches: list[torch.Tensor]) -> tuple[torch.Tensor, float]:

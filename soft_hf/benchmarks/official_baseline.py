@@ -1,6 +1,6 @@
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
 """A straightforward transcription of the official SOFT forward pass, kept as the speed baseline of
-`scripts/benchmark.py`.
+`soft-benchmark` (`soft_hf.benchmarks.speed`).
 
 It follows the computation of the official release (github.com/fudan-zvg/SOFT) step by step, as described in
 `shared/reference/README.md`, with the official module and parameter names so an official state dict loads into it
@@ -302,7 +302,7 @@ def baseline_for_config(config) -> OfficialSoftBaseline:
 
 def baseline_from_soft_model(model) -> OfficialSoftBaseline:
     """The baseline carrying the weights of a `SoftForImageClassification` (names mapped back to official ones)."""
-    from soft_hf.convert_official import official_key_to_hf
+    from ..conversion.official import official_key_to_hf
 
     baseline = baseline_for_config(model.config)
     ours = model.state_dict()

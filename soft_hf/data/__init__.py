@@ -1,0 +1,7 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Data for the tasks (does not travel with checkpoints; imports only `soft_hf.models`):
+- `classification`: image-classification sources (offline Fashion-MNIST, image folders, Hub datasets), datasets with
+  reproducible augmentation, transforms and batching;
+- `sampling`: per-sample augmentation seeds and the epoch-seeded sampler every task uses;
+- `arguments`: the data flags of the command-line tools.
+"""

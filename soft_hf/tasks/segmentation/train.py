@@ -1,0 +1,394 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Train UperNet with a SOFT / SOFT-Norm backbone on an image-folder segmentation dataset (Accelerate).
+
+Dataset: `--train_dir` (and optionally `--validation_dir`) each holding `images/` and `masks/` with the same relative
+file names (masks: one class index per pixel, 255 ignored). Without `--validation_dir`, `--validation_split` of the
+training images is held out. Class names come from `--id2label` (a JSON file `{"0": "sky", ...}`), else
+`id2label.json` beside the images, else `--num_labels`, else the masks are scanned.
+
+Single process:      python scripts/train_segmentation.py --train_dir data/train --output_dir outputs/seg
+Several GPUs:        accelerate launch scripts/train_segmentation.py ...
+ADE20K-like (512 crops, 160k iterations in mmseg; scale accordingly):
+    python scripts/train_segmentation.py --train_dir ADE/train --validation_dir ADE/val --reduce_labels \
+        --backbone soft-norm-small --pretrained_backbone soft-norm-small-imagenet/ --crop_size 512 \
+        --max_train_steps 160000 --learning_rate 6e-5 --warmup_steps 1500 --max_landmarks 256
+
+Every mask is checked against its image before training starts (size, class values, 0/255 binary masks); the
+error names each bad file. `--checkpointing_steps N` saves the training state to `OUTPUT_DIR/checkpoints/step_N`
+(as scripts/train.py does) and `--resume_from_checkpoint latest` continues exactly: the data order depends only on
+(seed, epoch), each image's augmentation only on (seed, epoch, index), and the checkpoint restores weights,
+optimizer, scheduler and random states.
+
+The output folder holds the model (`UperNetForSemanticSegmentation.from_pretrained(folder)` after `import soft_hf`),
+its image processor, `eval_results.json` (mean IoU with `evaluate`) and `train_log.jsonl` (loss per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Subset
+from transformers import get_scheduler
+
+from ...data.sampling import EpochShuffleSampler
+from ..checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
+from .upernet import (
+    IGNORE_INDEX,
+    SegmentationCollator,
+    SegmentationEvalTransforms,
+    SegmentationImageFolder,
+    SegmentationTrainTransforms,
+    build_upernet,
+    check_trainable_size,
+    evaluate_segmentation,
+    save_segmentation_model,
+    segmentation_image_processor,
+    to_jsonable,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_dir", required=True, help="Folder with images/ and masks/.")
+    data.add_argument("--validation_dir", help="Folder with images/ and masks/ (default: split off the training set).")
+    data.add_argument("--validation_split", type=float, default=0.1, help="Held-out fraction without --validation_dir.")
+    data.add_argument("--images_dir_name", default="images")
+    data.add_argument("--masks_dir_name", default="masks")
+    data.add_argument("--id2label", help='JSON file {"0": "name", ...}.')
+    data.add_argument("--num_labels", type=int)
+    data.add_argument("--reduce_labels", action="store_true", help="ADE20K masks: 0 -> ignored, k -> k - 1.")
+    data.add_argument("--ignore_index", type=int, default=IGNORE_INDEX)
+    data.add_argument("--crop_size", type=int, nargs="+", default=[512], help="Training crop: S or H W.")
+    data.add_argument("--base_size", type=int, help="Shorter side before random rescaling (default: crop size).")
+    data.add_argument("--scale_range", type=float, nargs=2, default=[0.5, 2.0])
+    data.add_argument("--cat_max_ratio", type=float, default=0.75)
+    data.add_argument("--no_photometric", action="store_true", help="Disable the photometric distortion.")
+    data.add_argument("--eval_size", type=int, help="Shorter side at evaluation (default: base size).")
+    data.add_argument("--eval_max_size", type=int, default=2048, help="Longer side cap at evaluation.")
+    data.add_argument("--num_workers", type=int, default=2)
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--backbone",
+        default="soft-norm-tiny",
+        help="SOFT preset (e.g. soft-norm-small) or a SOFT config.json (random init).",
+    )
+    model.add_argument(
+        "--pretrained_backbone",
+        help="Saved/exported SOFT model folder or official .pth whose encoder initialises the backbone.",
+    )
+    model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
+    model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
+    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    model.add_argument("--decoder_hidden_size", type=int, default=512)
+    model.add_argument("--auxiliary_channels", type=int, default=256)
+    model.add_argument("--no_auxiliary_head", action="store_true")
+    model.add_argument("--gradient_checkpointing", action="store_true", help="Checkpoint the backbone blocks.")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--output_dir", required=True)
+    training.add_argument("--per_device_train_batch_size", type=int, default=8)
+    training.add_argument("--per_device_eval_batch_size", type=int, default=1)
+    training.add_argument("--learning_rate", type=float, default=6e-5)
+    training.add_argument("--weight_decay", type=float, default=0.01)
+    training.add_argument("--head_lr_multiplier", type=float, default=10.0, help="LR factor of the decode heads.")
+    training.add_argument("--num_train_epochs", type=int, default=10)
+    training.add_argument("--max_train_steps", type=int, help="Overrides --num_train_epochs.")
+    training.add_argument("--warmup_steps", type=int, default=0)
+    training.add_argument("--lr_scheduler_type", default="polynomial")
+    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    training.add_argument("--max_grad_norm", type=float, default=None)
+    training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
+    training.add_argument("--eval_steps", type=int, help="Evaluate every N optimiser steps (default: at the end).")
+    training.add_argument("--logging_steps", type=int, default=10)
+    training.add_argument("--seed", type=int, default=42)
+    training.add_argument("--report_to", default=None, help="Accelerate tracker, e.g. tensorboard.")
+    run = parser.add_argument_group("checkpoints")
+    run.add_argument("--checkpointing_steps", type=int, help="Save the training state every N optimiser steps.")
+    run.add_argument("--checkpoints_total_limit", type=int, help="Keep only the newest N checkpoints.")
+    run.add_argument(
+        "--resume_from_checkpoint",
+        help="'latest' (newest checkpoint in OUTPUT_DIR/checkpoints, or start afresh if none) or a checkpoint folder.",
+    )
+    run.add_argument(
+        "--stop_after_steps",
+        type=int,
+        help="End this invocation after N optimiser steps with a checkpoint (continue with --resume_from_checkpoint).",
+    )
+    args = parser.parse_args(argv)
+    if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
+        parser.error("--checkpointing_steps must be at least 1.")
+    if len(args.crop_size) not in (1, 2):
+        parser.error("--crop_size takes one (square) or two (height width) integers.")
+    if not 0.0 < args.validation_split < 1.0 and args.validation_dir is None:
+        parser.error("--validation_split must be in (0, 1) when --validation_dir is not given.")
+    return args
+
+
+def read_id2label(args, train_set: SegmentationImageFolder) -> dict[int, str]:
+    """Class names from --id2label, id2label.json beside the data, --num_labels, or the masks themselves."""
+    candidates = [Path(args.id2label)] if args.id2label else []
+    candidates += [Path(args.train_dir) / "id2label.json", Path(args.train_dir).parent / "id2label.json"]
+    for path in candidates:
+        if path.is_file():
+            return {int(index): name for index, name in json.loads(path.read_text()).items()}
+    if args.id2label:
+        raise ValueError(f"--id2label file {args.id2label} does not exist.")
+    if args.num_labels is not None:
+        return {index: f"class_{index}" for index in range(args.num_labels)}
+    values = train_set.label_values()
+    if not values:
+        raise ValueError(f"The masks under {args.train_dir} hold no labelled pixel.")
+    return {index: f"class_{index}" for index in range(max(values) + 1)}
+
+
+def split_datasets(args, train_transform, eval_transform):
+    folder_options = dict(
+        images_dir=args.images_dir_name,
+        masks_dir=args.masks_dir_name,
+        reduce_labels=args.reduce_labels,
+        ignore_index=args.ignore_index,
+    )
+    train_set = SegmentationImageFolder(args.train_dir, transform=train_transform, seed=args.seed, **folder_options)
+    if args.validation_dir is not None:
+        return train_set, SegmentationImageFolder(args.validation_dir, transform=eval_transform, **folder_options)
+    if len(train_set) < 2:
+        raise ValueError("Need at least 2 images to split off a validation set; pass --validation_dir.")
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    num_validation = min(len(train_set) - 1, max(1, round(args.validation_split * len(train_set))))
+    validation_folder = SegmentationImageFolder(args.train_dir, transform=eval_transform, **folder_options)
+    return Subset(train_set, order[num_validation:]), Subset(validation_folder, order[:num_validation])
+
+
+def parameter_groups(model, weight_decay: float, learning_rate: float, head_lr_multiplier: float):
+    """AdamW groups: no decay on norms, biases, position embeddings and the classification token; decode heads at a
+    higher learning rate, as in mmsegmentation's UperNet recipes."""
+    groups = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        no_decay = parameter.ndim <= 1 or name.endswith(("position_embeddings", "cls_token"))
+        is_head = not name.startswith("backbone.")
+        key = (is_head, no_decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "lr": learning_rate * (head_lr_multiplier if is_head else 1.0),
+            }
+        groups[key]["params"].append(parameter)
+    return list(groups.values())
+
+
+def resume(args, accelerator, setup: dict, progress: dict) -> dict:
+    """Load the checkpoint named by --resume_from_checkpoint; return the saved progress (unchanged if none yet)."""
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if checkpoint is None:
+        accelerator.print(f"No checkpoint in {args.output_dir} yet: starting from scratch.")
+        return progress
+    saved = json.loads((Path(checkpoint) / TRAINING_STATE_NAME).read_text(encoding="utf-8"))
+    changed = {key: (saved["setup"].get(key), value) for key, value in setup.items() if saved["setup"].get(key) != value}
+    if changed:
+        differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
+        raise ValueError(
+            f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
+            "processes, batch size, accumulation, number of steps and seed."
+        )
+    accelerator.load_state(checkpoint)
+    accelerator.print(f"Resumed from {checkpoint} at step {saved['completed_steps']}.")
+    return {key: saved[key] for key in progress}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to,
+        project_dir=args.output_dir,
+    )
+    set_seed(args.seed)
+    crop_size = args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size)
+    base_size = args.base_size or min(args.crop_size)
+    eval_size = args.eval_size or base_size
+
+    image_processor = segmentation_image_processor(eval_size=eval_size, max_size=args.eval_max_size)
+    train_transform = SegmentationTrainTransforms(
+        crop_size=crop_size,
+        base_size=base_size,
+        scale_range=tuple(args.scale_range),
+        cat_max_ratio=args.cat_max_ratio,
+        photometric=not args.no_photometric,
+        image_mean=image_processor.image_mean,
+        image_std=image_processor.image_std,
+        ignore_index=args.ignore_index,
+    )
+    train_set, validation_set = split_datasets(args, train_transform, SegmentationEvalTransforms(image_processor))
+    train_folder = train_set.dataset if isinstance(train_set, Subset) else train_set
+    id2label = read_id2label(args, train_folder)
+    # Every mask is checked now, not when a batch first needs it.
+    train_folder.check_masks(len(id2label))
+    if args.validation_dir is not None:
+        validation_set.check_masks(len(id2label))
+
+    model = build_upernet(
+        args.backbone,
+        id2label=id2label,
+        pretrained_backbone=args.pretrained_backbone,
+        official_variant=args.official_variant,
+        max_landmarks=args.max_landmarks,
+        drop_path_rate=args.drop_path_rate,
+        decoder_hidden_size=args.decoder_hidden_size,
+        auxiliary_channels=args.auxiliary_channels,
+        use_auxiliary_head=not args.no_auxiliary_head,
+        ignore_index=args.ignore_index,
+    )
+    check_trainable_size(model.config.backbone_config, crop_size)
+    check_trainable_size(model.config.backbone_config, eval_size)
+    if args.gradient_checkpointing:
+        model.backbone.activation_checkpointing_enable()
+
+    collator = SegmentationCollator(ignore_index=args.ignore_index)
+    # The order of epoch e depends only on (seed, e), so a resumed run sees the batches of the uninterrupted one.
+    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.per_device_train_batch_size,
+        sampler=train_sampler,
+        drop_last=len(train_set) > args.per_device_train_batch_size,
+        collate_fn=collator,
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    validation_loader = DataLoader(
+        validation_set, batch_size=args.per_device_eval_batch_size, collate_fn=collator, num_workers=args.num_workers
+    )
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, args.weight_decay, args.learning_rate, args.head_lr_multiplier),
+        lr=args.learning_rate,
+    )
+    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, validation_loader, scheduler
+    )
+    if args.report_to:
+        accelerator.init_trackers("train_segmentation", config={k: str(v) for k, v in vars(args).items()})
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    batches_per_epoch = len(train_loader)
+    setup = {
+        "num_processes": accelerator.num_processes,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "max_train_steps": max_train_steps,
+        "seed": args.seed,
+    }
+    progress = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0}
+    if args.resume_from_checkpoint:
+        progress = resume(args, accelerator, setup, progress)
+    if accelerator.is_main_process:
+        truncate_train_log(str(output_dir), progress["completed_steps"])  # drop steps after the checkpoint
+    log_path = output_dir / "train_log.jsonl"
+    log_file = log_path.open("a") if accelerator.is_main_process else None
+    accelerator.print(
+        f"Training UperNet + {args.backbone if not args.pretrained_backbone else args.pretrained_backbone}: "
+        f"{len(train_set)} training / {len(validation_set)} validation images, {len(id2label)} classes, "
+        f"{max_train_steps} steps."
+    )
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            accelerator, str(output_dir), {**progress, "setup": setup}, total_limit=args.checkpoints_total_limit
+        )
+
+    step, metrics, start = progress["completed_steps"], {}, time.time()
+    model.train()
+    while step < max_train_steps:
+        epoch, skip = progress["epoch"], progress["batches_in_epoch"]
+        train_sampler.set_epoch(epoch)
+        train_folder.set_epoch(epoch)
+        train_loader.set_epoch(epoch)  # Accelerate's loader sets its sampler's epoch from its own counter
+        loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+        for batch in loader:
+            progress["batches_in_epoch"] += 1
+            with accelerator.accumulate(model):
+                loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                accelerator.backward(loss)
+                if args.max_grad_norm is not None and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            progress["completed_steps"] = step
+            loss_value = accelerator.gather(loss.detach()).mean().item()
+            record = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
+            if log_file is not None:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if args.report_to:
+                accelerator.log({"train/loss": loss_value, "train/lr": record["lr"]}, step=step)
+            if step % args.logging_steps == 0 or step == 1:
+                accelerator.print(f"step {step}/{max_train_steps} loss {loss_value:.4f} ({time.time() - start:.0f}s)")
+            if args.eval_steps and step % args.eval_steps == 0 and step < max_train_steps:
+                metrics = evaluate_segmentation(model, validation_loader, accelerator, args.ignore_index)
+                accelerator.print(f"step {step}: mean IoU {metrics['mean_iou']:.4f}")
+                if args.report_to:
+                    accelerator.log({"eval/mean_iou": metrics["mean_iou"]}, step=step)
+            stop_now = args.stop_after_steps is not None and args.stop_after_steps <= step < max_train_steps
+            if (args.checkpointing_steps and step % args.checkpointing_steps == 0) or stop_now:
+                checkpoint()
+            if stop_now:
+                if log_file is not None:
+                    log_file.close()
+                accelerator.print(f"Stopped after step {step} as asked; continue with --resume_from_checkpoint latest.")
+                accelerator.wait_for_everyone()
+                accelerator.end_training()
+                return {"step": step, "stopped_early": True}
+            if step >= max_train_steps:
+                break
+        if progress["batches_in_epoch"] >= batches_per_epoch:
+            progress["epoch"], progress["batches_in_epoch"] = epoch + 1, 0
+    if args.checkpointing_steps and not (output_dir / "checkpoints" / f"step_{step}").is_dir():
+        checkpoint()  # the end of training: resuming a finished run only re-evaluates and saves
+
+    metrics = evaluate_segmentation(model, validation_loader, accelerator, args.ignore_index)
+    accelerator.print(
+        f"Final: mean IoU {metrics['mean_iou']:.4f}, mean accuracy {metrics['mean_accuracy']:.4f}, "
+        f"pixel accuracy {metrics['overall_accuracy']:.4f}"
+    )
+    results = {"step": step, "train_runtime_s": time.time() - start, **{f"eval_{k}": v for k, v in metrics.items()}}
+    if args.report_to:
+        accelerator.log({"eval/mean_iou": metrics["mean_iou"]}, step=step)
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        log_file.close()
+        model_dir = output_dir / "model"
+        save_segmentation_model(accelerator.unwrap_model(model), model_dir, image_processor, metrics=results)
+        (output_dir / "all_results.json").write_text(json.dumps(to_jsonable(results), indent=2) + "\n")
+        accelerator.print(f"Saved the model to {model_dir}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
