@@ -208,7 +208,7 @@ def _architecture_section(config, num_parameters: int | None) -> str:
         + (" (SOFT-Norm: D^-1/2 A^+ D^-1/2)" if config.normalization == "symmetric" else " (plain SOFT)"),
         f"- Inverse: `{config.inverse_method}`, {config.newton_iterations} Newton-Raphson steps, ridge {config.ridge}, "
         f"one step size per {NEWTON_SCOPE_WORDS[config.step_scope]}, {config.inverse_backward} backward",
-        f"- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
+        "- Landmarks: stride-r convolution of the query map (m = HW / r^2)"
         + (f", pooled to at most {config.max_landmarks}" if config.max_landmarks else ""),
         f"- Position embeddings learned at {config.image_size} x {config.image_size}, resized bilinearly to other "
         "sizes",
@@ -338,7 +338,7 @@ def render_model_card(
         )
     if metric_rows:
         evaluation = (
-            f"Measured by the run that produced these weights"
+            "Measured by the run that produced these weights"
             + (f" on `{dataset_name}`" if dataset_name else " (dataset not recorded, so no model-index entry)")
             + ":\n\n| metric | value |\n|---|---|\n"
             + "\n".join(f"| {name} | {value:.6g} |" for name, value in metric_rows)
