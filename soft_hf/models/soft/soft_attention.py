@@ -180,6 +180,12 @@ def is_unobserved(*modules: nn.Module) -> bool:
     )
 
 
+def is_plain_unobserved_conv(conv: nn.Module, inputs: torch.Tensor) -> bool:
+    """Whether the attention may convolve with `conv`'s weight directly instead of calling it: a plain `nn.Conv2d`
+    that nothing observes (`is_unobserved`), whose weight is on the inputs' device (not offloaded)."""
+    return type(conv) is nn.Conv2d and is_unobserved(conv) and conv.weight.device == inputs.device
+
+
 def fused_linear(linear: nn.Module, inputs: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
     """`activation(linear(inputs))` (or `linear(inputs)`), computed by oneDNN's GEMM with the GELU fused in when the
     layer is a plain `nn.Linear`, `use_onednn` allows it and nothing observes the modules (`is_unobserved`); otherwise
@@ -490,7 +496,7 @@ class SoftSelfAttention(nn.Module):
         batch_size, _, hidden_size = query_states.shape
         num_heads, head_size = self.num_attention_heads, self.attention_head_size
         conv = self.landmark_conv
-        if type(conv) is nn.Conv2d and is_unobserved(conv) and conv.weight.device == query_states.device:
+        if is_plain_unobserved_conv(conv, query_states):
             query_map = channels_last_map(query_states, height, width)  # (batch, hidden_size, height, width)
             weight = conv.weight * self.query_scale  # (head_size, head_size, r, r)
             if num_heads > 1:
@@ -541,7 +547,7 @@ class SoftSelfAttention(nn.Module):
         batch_size, seq_len, hidden_size = value_states.shape
         num_heads, head_size = self.num_attention_heads, self.attention_head_size
         conv = self.skip_conv
-        if type(conv) is nn.Conv2d and is_unobserved(conv) and conv.weight.device == value_states.device:
+        if is_plain_unobserved_conv(conv, value_states):
             value_map = channels_last_map(value_states, height, width)  # (batch, hidden_size, height, width)
             weight = conv.weight.repeat_interleave(head_size, dim=0)  # (hidden_size, 1, k, k)
             skip = F.conv2d(value_map, weight, padding=conv.padding, groups=hidden_size)  # (b, C, H, W)
