@@ -2,7 +2,8 @@
 """SOFT (Softmax-Free Transformer) for Hugging Face Transformers.
 
 Importing the package registers SOFT with the Auto factories (AutoConfig, AutoModel,
-AutoModelForImageClassification, AutoBackbone, AutoImageProcessor), so
+AutoModelForImageClassification, AutoBackbone, AutoImageProcessor) and its dense models (AutoModelForObjectDetection:
+RT-DETR on SOFT; AutoModelForSemanticSegmentation: UperNet on SOFT), so
 `UperNetConfig(backbone_config=SoftConfig(...))` and `AutoModel.from_config(SoftConfig())` work without remote code.
 
 The package's parts and what each may import are described in docs/architecture.md: `models/soft/` (the files that
@@ -10,13 +11,23 @@ travel with checkpoints), `data/`, `tasks/` (classification and segmentation tra
 `hub/` (export and publishing), `conversion/` (official checkpoints) and `benchmarks/`.
 """
 
-from transformers import AutoBackbone, AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForObjectDetection,
+    AutoModelForSemanticSegmentation,
+)
 
 from .conversion.official import convert_official_checkpoint
 from .hub.export import export_pretrained
 from .models.soft.configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
 from .models.soft.image_processing_soft import SoftImageProcessor, SoftImageProcessorPil
+from .models.soft.configuration_soft_dense import SoftRTDetrConfig, SoftUperNetConfig
 from .models.soft.modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
+from .models.soft.modeling_soft_dense import SoftRTDetrForObjectDetection, SoftUperNetForSemanticSegmentation
 
 
 def register_auto_classes() -> None:
@@ -30,6 +41,10 @@ def register_auto_classes() -> None:
         image_processor_classes={"torchvision": SoftImageProcessor, "pil": SoftImageProcessorPil},
         exist_ok=True,
     )
+    AutoConfig.register(SoftRTDetrConfig.model_type, SoftRTDetrConfig, exist_ok=True)
+    AutoModelForObjectDetection.register(SoftRTDetrConfig, SoftRTDetrForObjectDetection, exist_ok=True)
+    AutoConfig.register(SoftUperNetConfig.model_type, SoftUperNetConfig, exist_ok=True)
+    AutoModelForSemanticSegmentation.register(SoftUperNetConfig, SoftUperNetForSemanticSegmentation, exist_ok=True)
 
 
 register_auto_classes()
@@ -46,6 +61,10 @@ __all__ = [
     "SoftImageProcessorPil",
     "SoftModel",
     "SoftPreTrainedModel",
+    "SoftRTDetrConfig",
+    "SoftRTDetrForObjectDetection",
+    "SoftUperNetConfig",
+    "SoftUperNetForSemanticSegmentation",
     "convert_official_checkpoint",
     "export_pretrained",
     "register_auto_classes",

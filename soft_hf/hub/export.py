@@ -51,6 +51,24 @@ MODEL_AUTO_CLASSES = {
     "AutoBackbone": "SoftBackbone",
 }
 IMAGE_PROCESSOR_CLASSES = {"torchvision": "SoftImageProcessor", "pil": "SoftImageProcessorPil"}
+# Dense-prediction models on a SOFT backbone (soft_hf/models/soft/modeling_soft_dense.py), by model type: the Auto
+# class that loads them, their class, the pipeline task, and a title. Their image processor is Transformers' own.
+DENSE_MODELS = {
+    "soft_rt_detr": ("AutoModelForObjectDetection", "SoftRTDetrForObjectDetection", "object-detection", "RT-DETR"),
+    "soft_upernet": (
+        "AutoModelForSemanticSegmentation",
+        "SoftUperNetForSemanticSegmentation",
+        "image-segmentation",
+        "UperNet",
+    ),
+}
+DENSE_CODE_FILES = (
+    "configuration_soft.py",
+    "modeling_soft.py",
+    "soft_attention.py",
+    "configuration_soft_dense.py",
+    "modeling_soft_dense.py",
+)
 # Every export lists the files it wrote (with their SHA-256) here. An existing output folder is replaced only if the
 # manifest accounts for every file in it, unchanged: files of anyone else are never deleted or overwritten.
 EXPORT_MANIFEST_NAME = "export_manifest.json"
@@ -109,25 +127,31 @@ def collect_code_files(model, image_processor=None) -> dict[str, pathlib.Path]:
     files = _with_relative_imports(_module_file(type(model)))
     files.update({k: v for k, v in _with_relative_imports(_module_file(type(model.config))).items() if k not in files})
     processor_class = type(image_processor) if image_processor is not None else None
+    dense = model.config.model_type in DENSE_MODELS
     if processor_class is not None and processor_class.__name__ in IMAGE_PROCESSOR_CLASSES.values():
         files.update(_with_relative_imports(_module_file(processor_class)))
-    else:
+    elif not dense:
         files.update(_with_relative_imports(MODEL_CODE_DIR / "image_processing_soft.py"))
-    missing = [name for name in REQUIRED_CODE_FILES if name not in files]
+    missing = [name for name in (DENSE_CODE_FILES if dense else REQUIRED_CODE_FILES) if name not in files]
     if missing:
         raise ValueError(f"Cannot export: the code files {missing} were not found beside {_module_file(type(model))}.")
     return files
 
 
 def model_auto_map(model) -> dict[str, str]:
-    """`auto_map` of config.json: `module.Class` entries for AutoConfig and the three model Auto classes."""
+    """`auto_map` of config.json: `module.Class` entries for AutoConfig and the three model Auto classes (a dense
+    model: AutoConfig and its task's Auto class)."""
     model_module = type(model).__module__
+    config_class = type(model.config)
+    config_reference = f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}"
+    if model.config.model_type in DENSE_MODELS:
+        auto_class, class_name, _, _ = DENSE_MODELS[model.config.model_type]
+        return {"AutoConfig": config_reference, auto_class: f"{model_module.rsplit('.', 1)[-1]}.{class_name}"}
     module = sys.modules[model_module]
     missing = [name for name in MODEL_AUTO_CLASSES.values() if not hasattr(module, name)]
     if missing:
         raise ValueError(f"{model_module} does not define {missing}; export needs the SOFT modeling file.")
-    config_class = type(model.config)
-    auto_map = {"AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}"}
+    auto_map = {"AutoConfig": config_reference}
     for auto_class, class_name in MODEL_AUTO_CLASSES.items():
         auto_map[auto_class] = f"{model_module.rsplit('.', 1)[-1]}.{class_name}"
     return auto_map
@@ -140,6 +164,11 @@ def image_processor_auto_map() -> dict[str, dict[str, str]]:
 
 def _check_model(model) -> None:
     config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) in DENSE_MODELS:
+        expected = DENSE_MODELS[config.model_type][1]
+        if type(model).__name__ != expected:
+            raise ValueError(f"A {config.model_type!r} model must be a {expected}, got {type(model).__name__}.")
+        return
     if not isinstance(model, torch.nn.Module) or getattr(config, "model_type", None) != SoftConfig.model_type:
         raise ValueError(
             f"export_pretrained expects a SOFT model (SoftForImageClassification, SoftModel or SoftBackbone), got "
@@ -363,6 +392,129 @@ def render_model_card(
     )
 
 
+# The official dense-prediction results (README of github.com/fudan-zvg/SOFT, SOFT-Norm backbones, 1x schedule):
+# COCO box / mask mAP and ADE20K mIoU. The authors' figures, not measurements of this repository's weights.
+OFFICIAL_DENSE_RESULTS = (
+    "| backbone | RetinaNet box mAP | Mask R-CNN box mAP | Mask R-CNN mask mAP | UperNet ADE20K mIoU |\n"
+    "|---|---|---|---|---|\n"
+    "| SOFT-Tiny-Norm | 40.0 | 41.2 | 38.2 | 46.2 |\n"
+    "| SOFT-Small-Norm | 42.8 | 43.8 | 40.1 | 48.6 |\n"
+    "| SOFT-Medium-Norm | 44.3 | 46.6 | 42.0 | 49.8 |\n"
+    "| SOFT-Large-Norm | 45.3 | 47.0 | 42.2 | 50.4 |"
+)
+
+
+def render_dense_model_card(
+    config,
+    *,
+    num_parameters: int | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    dataset_name: str | None = None,
+    provenance: str | None = None,
+    repo_id: str | None = None,
+    license: str = "apache-2.0",
+) -> str:
+    """The README.md of a detector (`soft_rt_detr`) or segmenter (`soft_upernet`) on a SOFT backbone."""
+    auto_class, class_name, task, head = DENSE_MODELS[config.model_type]
+    backbone = config.backbone_config
+    preset = detect_preset(backbone)
+    backbone_title = preset_title(preset) if preset else "SOFT"
+    repo_id = repo_id or "<namespace>/<repository>"
+    metric_rows = _metric_rows(metrics or {})
+    eval_results = None
+    if dataset_name and metric_rows:
+        eval_results = [
+            EvalResult(
+                task_type=task, dataset_type=dataset_name, dataset_name=dataset_name, metric_type=name, metric_value=value
+            )
+            for name, value in metric_rows
+            if _is_quality_metric(name)
+        ] or None
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=task,
+        license=license,
+        datasets=[dataset_name] if dataset_name else None,
+        tags=[task, "vision", "soft", "softmax-free-attention", head.lower(), "custom_code"],
+        model_name=repo_id.rsplit("/", 1)[-1] if eval_results else None,
+        eval_results=eval_results,
+    )
+    labels = ", ".join(str(config.id2label[index]) for index in sorted(config.id2label))
+    if metric_rows:
+        evaluation = (
+            "Measured by the run that produced these weights"
+            + (f" on `{dataset_name}`" if dataset_name else "")
+            + ":\n\n| metric | value |\n|---|---|\n"
+            + "\n".join(f"| {name} | {value:.6g} |" for name, value in metric_rows)
+        )
+    else:
+        evaluation = "No evaluation of these weights was recorded when this card was written."
+    if provenance is None:
+        provenance = "Exported with soft-hf; the repository owner should state where these weights come from."
+    landmarks = (
+        f"at most {backbone.max_landmarks} landmarks per SOFT stage (memory linear in the pixel count)"
+        if backbone.max_landmarks
+        else "the official landmark rule (m = HW / r^2 per SOFT stage)"
+    )
+    if task == "object-detection":
+        snippet = (
+            "```python\nfrom transformers import pipeline\n\n"
+            f'detector = pipeline("object-detection", model="{repo_id}", trust_remote_code=True)\n'
+            'print(detector("image.jpg", threshold=0.5))  # [{"score", "label", "box": {xmin, ymin, xmax, ymax}}]\n```'
+        )
+    else:
+        snippet = (
+            "```python\nfrom transformers import pipeline\n\n"
+            f'segmenter = pipeline("image-segmentation", model="{repo_id}", trust_remote_code=True)\n'
+            'masks = segmenter("image.jpg")  # one {"label", "mask": PIL image} per class present\n```'
+        )
+    lines = [
+        "---",
+        card_data.to_yaml().strip(),
+        "---",
+        "",
+        f"# {backbone_title} {head}",
+        "",
+        f"{head} ({task}, {config.num_labels} classes"
+        + (f", {_format_count(num_parameters)} parameters" if num_parameters else "")
+        + f") on a {backbone_title} backbone (SOFT, Softmax-Free Transformer: Lu et al., NeurIPS 2021; SOFT-Norm: "
+        "Lu et al., IJCV 2024) in Hugging Face Transformers format. The head, losses and post-processing are "
+        f"Transformers' own `{class_name.replace('Soft', '', 1)}`; the SOFT backbone code ships with this repository, so "
+        "loading needs `trust_remote_code=True` and nothing else (no soft-hf install).",
+        "",
+        f"- Classes: {labels}",
+        f"- Backbone: {backbone_title}, feature maps {', '.join(backbone.out_features)}, {landmarks}",
+        "",
+        "## Usage",
+        "",
+        snippet,
+        "",
+        "```python",
+        f"from transformers import AutoImageProcessor, {auto_class}",
+        "",
+        f'processor = AutoImageProcessor.from_pretrained("{repo_id}")',
+        f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True).eval()',
+        "```",
+        "",
+        "## Weights and provenance",
+        "",
+        provenance.strip(),
+        "",
+        "## Evaluation",
+        "",
+        evaluation,
+        "",
+        "## The authors' dense-prediction results",
+        "",
+        "For reference, the official release's SOFT-Norm backbones (ImageNet-pretrained, COCO 1x schedule, ADE20K "
+        "160k): the authors' figures with other heads (RetinaNet, Mask R-CNN), not measurements of these weights.",
+        "",
+        OFFICIAL_DENSE_RESULTS,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def preset_provenance(preset: str) -> str:
     """Provenance paragraph of the committed per-preset cards (weights converted from the official release)."""
     title = preset_title(preset)
@@ -416,27 +568,33 @@ def validate_export_folder(folder: str | os.PathLike) -> pathlib.Path:
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder.")
     problems = []
-    for name in ("config.json", "preprocessor_config.json", "README.md") + REQUIRED_CODE_FILES:
+    config = _read_json(folder / "config.json", problems)
+    dense = config is not None and config.get("model_type") in DENSE_MODELS
+    for name in ("config.json", "preprocessor_config.json", "README.md") + (
+        DENSE_CODE_FILES if dense else REQUIRED_CODE_FILES
+    ):
         if not (folder / name).is_file():
             problems.append(f"missing {name}")
     if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
         problems.append("missing model.safetensors (or model.safetensors.index.json)")
     if (folder / "pytorch_model.bin").exists():
         problems.append("pytorch_model.bin present: Hub-ready folders carry safetensors only")
-    config = _read_json(folder / "config.json", problems)
     if config is not None:
         auto_map = config.get("auto_map") or {}
-        for auto_class in ("AutoConfig",) + tuple(MODEL_AUTO_CLASSES):
+        needed = (DENSE_MODELS[config["model_type"]][0],) if dense else tuple(MODEL_AUTO_CLASSES)
+        for auto_class in ("AutoConfig",) + needed:
             if auto_class not in auto_map:
                 problems.append(f"config.json auto_map lacks {auto_class}")
         for reference in auto_map.values():
             _check_reference(folder, reference, problems)
-        if config.get("model_type") != SoftConfig.model_type:
+        if config.get("model_type") != SoftConfig.model_type and not dense:
             problems.append(f"config.json model_type is {config.get('model_type')!r}, not 'soft'")
+        if dense and (config.get("backbone_config") or {}).get("model_type") != SoftConfig.model_type:
+            problems.append("config.json backbone_config is not a SOFT config")
     processor = _read_json(folder / "preprocessor_config.json", problems)
     if processor is not None:
         reference = (processor.get("auto_map") or {}).get("AutoImageProcessor")
-        if reference is None:
+        if reference is None and not dense:
             problems.append("preprocessor_config.json auto_map lacks AutoImageProcessor")
         for value in reference.values() if isinstance(reference, dict) else [reference] if reference else []:
             _check_reference(folder, value, problems)
@@ -496,6 +654,25 @@ _REMOTE_CHECK = textwrap.dedent(
 )
 
 
+_DENSE_REMOTE_CHECK = textwrap.dedent(
+    """
+    import json, sys, numpy, torch
+    from PIL import Image
+    from transformers import AutoConfig, AutoImageProcessor, pipeline
+    folder, task = sys.argv[1], sys.argv[2]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    runner = pipeline(task, model=folder, trust_remote_code=True)
+    image = Image.fromarray(numpy.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=numpy.uint8))
+    outputs = runner(image, **({"threshold": 0.0} if task == "object-detection" else {}))
+    print(json.dumps({
+        "modules": [type(config).__module__, type(runner.model).__module__],
+        "finite": all(torch.isfinite(p).all().item() for p in runner.model.parameters()),
+        "outputs": len(outputs),
+    }))
+    """
+)
+
+
 def verify_remote_loading(folder: str | os.PathLike, timeout: float = 300) -> dict:
     """Load `folder` with `trust_remote_code=True` in a fresh Python that never imports soft_hf (offline, with a
     temporary modules cache) and run one forward pass; raise `ValueError` with the child's error output on failure."""
@@ -503,8 +680,12 @@ def verify_remote_loading(folder: str | os.PathLike, timeout: float = 300) -> di
     with tempfile.TemporaryDirectory(prefix="soft-remote-check-") as home:
         environment = dict(os.environ, HF_HOME=home, HF_MODULES_CACHE=os.path.join(home, "modules"), HF_HUB_OFFLINE="1")
         environment.pop("PYTHONPATH", None)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        command = [sys.executable, "-c", _REMOTE_CHECK, str(folder)]
+        if config.get("model_type") in DENSE_MODELS:
+            command = [sys.executable, "-c", _DENSE_REMOTE_CHECK, str(folder), DENSE_MODELS[config["model_type"]][2]]
         result = subprocess.run(
-            [sys.executable, "-c", _REMOTE_CHECK, str(folder)],
+            command,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -747,7 +928,9 @@ def export_pretrained(
     `transformers_modules`): code files are copied from the directory of the model class's module.
 
     Args:
-        model: `SoftForImageClassification`, `SoftModel` or `SoftBackbone` (from soft_hf or remote code).
+        model: `SoftForImageClassification`, `SoftModel` or `SoftBackbone` (from soft_hf or remote code), or a dense
+            model on a SOFT backbone (`SoftRTDetrForObjectDetection`, `SoftUperNetForSemanticSegmentation`: its
+            `auto_map` names AutoConfig and the task's Auto class, its processor is Transformers' own and required).
         output_dir: the folder to write: new, empty, or an earlier export (replaced only with `overwrite`).
         image_processor: processor to save (default: `SoftImageProcessor()`, the official evaluation transform).
         model_card: full README.md text, used as is.
@@ -768,6 +951,12 @@ def export_pretrained(
     output_dir = pathlib.Path(output_dir).expanduser().absolute()
     restore_interrupted_replace(output_dir)
     _check_replaceable(output_dir, overwrite)
+    dense = model.config.model_type in DENSE_MODELS
+    if dense and image_processor is None:
+        raise ValueError(
+            f"Exporting a {type(model).__name__} needs the image processor it was trained and evaluated with "
+            "(e.g. RTDetrImageProcessor or SegformerImageProcessor): pass image_processor=."
+        )
     code_files = collect_code_files(model, image_processor)
     auto_map = model_auto_map(model)
     processor = image_processor if image_processor is not None else SoftImageProcessor()
@@ -800,7 +989,17 @@ def export_pretrained(
         for name, source in code_files.items():
             shutil.copyfile(source, staging / name)
 
-        if model_card is None:
+        if model_card is None and dense:
+            model_card = render_dense_model_card(
+                model.config,
+                num_parameters=sum(parameter.numel() for parameter in model.parameters()),
+                metrics=metrics,
+                dataset_name=dataset_name,
+                provenance=provenance,
+                repo_id=repo_id,
+                license=license,
+            )
+        elif model_card is None:
             model_card = render_model_card(
                 model.config,
                 num_parameters=sum(parameter.numel() for parameter in model.parameters()),
@@ -837,6 +1036,7 @@ __all__ = [
     "files_not_from_export",
     "push_to_hub",
     "read_export_manifest",
+    "render_dense_model_card",
     "render_model_card",
     "replace_folder",
     "restore_interrupted_replace",

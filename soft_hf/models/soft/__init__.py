@@ -5,8 +5,10 @@ Every file of this folder except this one is copied into exported checkpoints (`
 from there with `trust_remote_code=True`; this `__init__.py` is never copied."""
 
 from .configuration_soft import PRESET_NAMES, SOFT_PRESETS, SoftConfig
+from .configuration_soft_dense import SoftRTDetrConfig, SoftUperNetConfig
 from .image_processing_soft import SoftImageProcessor, SoftImageProcessorPil
 from .modeling_soft import SoftBackbone, SoftForImageClassification, SoftModel, SoftPreTrainedModel
+from .modeling_soft_dense import SoftRTDetrForObjectDetection, SoftUperNetForSemanticSegmentation
 
 
 __all__ = [
@@ -19,4 +21,8 @@ __all__ = [
     "SoftImageProcessorPil",
     "SoftModel",
     "SoftPreTrainedModel",
+    "SoftRTDetrConfig",
+    "SoftRTDetrForObjectDetection",
+    "SoftUperNetConfig",
+    "SoftUperNetForSemanticSegmentation",
 ]

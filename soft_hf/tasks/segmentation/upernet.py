@@ -30,14 +30,17 @@ from torch.utils.data import Dataset
 from transformers import SegformerImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
 
 from ...data.sampling import sample_seed, seeded_random_state
-from ...hub.export import replace_folder
+from ...hub.export import export_pretrained, replace_folder
 from ...models.soft.configuration_soft import SoftConfig
+from ...models.soft.configuration_soft_dense import SoftUperNetConfig
 from ...models.soft.image_processing_soft import decode_image
-from ...models.soft.modeling_soft import SoftBackbone, minimum_image_size
+from ...models.soft.modeling_soft import minimum_image_size
+from ...models.soft.modeling_soft_dense import SoftUperNetForSemanticSegmentation
+from ..dense import DENSE_FEATURES, dense_backbone_config, is_soft_backbone, load_backbone_weights
 
 
 # The four pyramid levels UperNet consumes (strides 4, 8, 16, 32).
-UPERNET_OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
+UPERNET_OUT_FEATURES = list(DENSE_FEATURES)
 IGNORE_INDEX = 255
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
@@ -55,60 +58,6 @@ MAX_LISTED_PROBLEMS = 20
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def backbone_architecture(config: SoftConfig, **overrides) -> SoftConfig:
-    """A clean backbone config: the architecture fields of `config` (no labels, no hub metadata) with the four
-    UperNet levels as `out_features`, plus `overrides` (e.g. `max_landmarks`, `drop_path_rate`)."""
-    fields = [name for name in SoftConfig.__annotations__ if not name.startswith("_")]
-    arguments = {name: getattr(config, name) for name in fields}
-    arguments.update(overrides)
-    arguments["out_features"] = list(UPERNET_OUT_FEATURES)
-    return SoftConfig(**arguments)
-
-
-def load_backbone_weights(source: str | os.PathLike, variant: str | None = None) -> tuple[SoftConfig, dict]:
-    """Read the SOFT weights of a classification, base or backbone checkpoint.
-
-    Args:
-        source: a folder written by `save_pretrained` / `export_pretrained` (any SOFT head), or an official `.pth`
-            checkpoint of the SOFT release (then `variant` is required).
-        variant: `"plain"` or `"norm"` for official `.pth` files (the tensors do not say which).
-
-    Returns:
-        The checkpoint's config and the state dict of a [`SoftBackbone`] (`encoder.*` keys).
-    """
-    path = Path(source)
-    if path.is_file() and path.suffix in (".pth", ".pt", ".bin", ".tar"):
-        if variant is None:
-            raise ValueError(
-                f"{path} is an official SOFT checkpoint: pass its variant ('plain' for SOFT, 'norm' for SOFT-Norm)."
-            )
-        from ...conversion.official import convert_official_checkpoint
-
-        model = convert_official_checkpoint(path, variant)
-        config = model.config
-        state_dict = {name[len("soft.") :]: tensor for name, tensor in model.state_dict().items()}
-    elif path.is_dir() and (path / "config.json").is_file():
-        backbone, loading_info = SoftBackbone.from_pretrained(
-            path, out_features=list(UPERNET_OUT_FEATURES), output_loading_info=True
-        )
-        missing = sorted(loading_info["missing_keys"]) + [key for key, *_ in loading_info["mismatched_keys"]]
-        if missing:
-            raise ValueError(
-                f"{path} is not a complete SOFT checkpoint for this architecture: {len(missing)} backbone tensors are "
-                f"missing or mis-shaped (e.g. {missing[:3]})."
-            )
-        config, state_dict = backbone.config, backbone.state_dict()
-    else:
-        raise ValueError(
-            f"Cannot read backbone weights from {str(source)!r}: expected a folder with config.json (saved or exported "
-            "SOFT model) or an official .pth checkpoint."
-        )
-    state_dict = {name: tensor for name, tensor in state_dict.items() if name.startswith("encoder.")}
-    if not state_dict:
-        raise ValueError(f"{source} holds no SOFT encoder weights (no `encoder.*` / `soft.encoder.*` tensors).")
-    return config, state_dict
-
-
 def build_upernet(
     backbone: str | SoftConfig = "soft-norm-tiny",
     *,
@@ -124,11 +73,13 @@ def build_upernet(
     auxiliary_loss_weight: float = 0.4,
     ignore_index: int = IGNORE_INDEX,
 ) -> UperNetForSemanticSegmentation:
-    """`UperNetForSemanticSegmentation` on a SOFT backbone.
+    """UperNet on a SOFT backbone (`SoftUperNetForSemanticSegmentation`, loadable with remote code) or, for
+    comparisons, on Transformers' PVTv2 (`UperNetForSemanticSegmentation`).
 
     Args:
         backbone: a preset name (`"soft-norm-tiny"` ... `"soft-huge"`, see `SoftConfig.from_preset`), a
-            `SoftConfig`, a SOFT `config.json` file or a folder holding one (architecture only, random weights).
+            `SoftConfig`, a SOFT `config.json` file or a folder holding one (architecture only, random weights),
+            or a PVTv2 name (`"pvt_v2_b1"`, see `soft_hf.tasks.backbones.PVT_V2_PRESETS`) / `PvtV2Config`.
             Ignored when `pretrained_backbone` is given, whose checkpoint sets the architecture.
         num_labels / id2label: the segmentation classes (one of them is required).
         pretrained_backbone: a saved/exported SOFT model folder or an official `.pth` whose encoder weights
@@ -152,28 +103,20 @@ def build_upernet(
     if id2label is None:
         id2label = {index: f"class_{index}" for index in range(num_labels)}
 
-    overrides = {}
-    if max_landmarks is not None:
-        overrides["max_landmarks"] = max_landmarks
-    if drop_path_rate is not None:
-        overrides["drop_path_rate"] = drop_path_rate
-
     backbone_state_dict = None
     if pretrained_backbone is not None:
-        source_config, backbone_state_dict = load_backbone_weights(pretrained_backbone, official_variant)
-        backbone_config = backbone_architecture(source_config, **overrides)
-    elif isinstance(backbone, SoftConfig):
-        backbone_config = backbone_architecture(backbone, **overrides)
-    elif isinstance(backbone, (str, os.PathLike)) and Path(backbone).is_file():
-        backbone_config = backbone_architecture(SoftConfig.from_json_file(backbone), **overrides)
-    elif isinstance(backbone, (str, os.PathLike)) and Path(backbone).is_dir():
-        backbone_config = backbone_architecture(SoftConfig.from_pretrained(backbone), **overrides)
-    elif isinstance(backbone, str):
-        backbone_config = backbone_architecture(SoftConfig.from_preset(backbone), **overrides)
-    else:
-        raise ValueError(f"`backbone` must be a preset name or a SoftConfig, got {type(backbone).__name__}.")
+        source_config, backbone_state_dict = load_backbone_weights(
+            pretrained_backbone, official_variant, UPERNET_OUT_FEATURES
+        )
+        backbone = source_config
+    backbone_config = dense_backbone_config(
+        backbone, UPERNET_OUT_FEATURES, max_landmarks=max_landmarks, drop_path_rate=drop_path_rate
+    )
+    config_class, model_class = UperNetConfig, UperNetForSemanticSegmentation
+    if is_soft_backbone(backbone_config):
+        config_class, model_class = SoftUperNetConfig, SoftUperNetForSemanticSegmentation
 
-    config = UperNetConfig(
+    config = config_class(
         backbone_config=backbone_config,
         hidden_size=decoder_hidden_size,
         auxiliary_channels=auxiliary_channels,
@@ -184,7 +127,7 @@ def build_upernet(
         id2label=id2label,
         label2id={name: index for index, name in id2label.items()},
     )
-    model = UperNetForSemanticSegmentation(config)
+    model = model_class(config)
     if backbone_state_dict is not None:
         model.backbone.load_state_dict(backbone_state_dict, strict=True)
     return model
@@ -223,8 +166,28 @@ def save_segmentation_model(
     overwrite: bool = True,
 ) -> Path:
     """Write model, image processor and metrics (`eval_results.json`) to `output_dir` atomically: everything goes to
-    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.hub.export.replace_folder`)."""
+    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.hub.export.replace_folder`).
+
+    A UperNet on SOFT is written as a Hub-ready export (`soft_hf.hub.export.export_pretrained`: code files, model card,
+    manifest), so it loads with `trust_remote_code=True` where soft_hf is not installed."""
     output_dir = Path(output_dir).resolve()
+    if is_soft_backbone(model.config.backbone_config):
+        extra_files = {}
+        with tempfile.TemporaryDirectory() as scratch:
+            if metrics is not None:
+                results = Path(scratch) / "eval_results.json"
+                results.write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
+                extra_files["eval_results.json"] = results
+            if image_processor is None:
+                image_processor = segmentation_image_processor()
+            return export_pretrained(
+                model,
+                output_dir,
+                image_processor=image_processor,
+                metrics=to_jsonable(metrics) if metrics is not None else None,
+                overwrite=overwrite,
+                extra_files=extra_files,
+            )
     if output_dir.exists() and not overwrite:
         raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
