@@ -1,0 +1,219 @@
+# Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
+"""Train RT-DETR with a SOFT-Norm backbone (or PVTv2, for comparison) on a COCO-format detection dataset (Accelerate).
+
+Data: `--train_dir` (images) with `--train_annotations` (COCO `instances_*.json`), likewise for validation; real COCO
+2017 works as is (`--train_dir coco/train2017 --train_annotations coco/annotations/instances_train2017.json`), and so
+does the scenes data set of `scripts/make_scenes.py`. `--dataset_name` reads a Hub dataset in the common detection
+schema (`image`, `objects` with `bbox` and `category`) instead, offline from the Hub cache or a local folder.
+
+Single process:   python scripts/train_detection.py --train_dir scenes/train/images \
+                      --train_annotations scenes/annotations/instances_train.json \
+                      --validation_dir scenes/val/images --validation_annotations scenes/annotations/instances_val.json \
+                      --backbone soft-norm-tiny --image_size 160 --max_train_steps 2000 --output_dir outputs/det
+Several GPUs:     accelerate launch scripts/train_detection.py ...
+From ImageNet weights: --pretrained_backbone soft-norm-tiny-imagenet/ (a SOFT folder) or
+                       --pretrained_backbone SOFT_Norm_Tiny.pth --official_variant norm (the official release).
+
+Evaluation: COCO box mAP, mAP50, mAP75 (pycocotools' COCOeval) of the boxes mapped back to each image's own size.
+`OUTPUT_DIR/final` is a Hub-ready folder: `AutoModelForObjectDetection.from_pretrained(folder, trust_remote_code=True)`
+and `pipeline("object-detection", model=folder, trust_remote_code=True)` work without soft-hf installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Subset
+
+from ...data.detection import CocoDetectionDataset, hub_detection_dataset
+from ...data.sampling import EpochShuffleSampler
+from ...hub.export import export_pretrained, replace_folder
+from ..dense_training import add_run_arguments, check_run_arguments, train_dense_model
+from .rtdetr import (
+    DetectionCollator,
+    DetectionSamples,
+    build_detector,
+    detection_image_processor,
+    evaluate_detector,
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_dir", help="Folder of the training images (COCO file_name relative to it).")
+    data.add_argument("--train_annotations", help="COCO detection json of the training images.")
+    data.add_argument("--validation_dir", help="Folder of the validation images.")
+    data.add_argument("--validation_annotations", help="COCO detection json of the validation images.")
+    data.add_argument("--dataset_name", help="Hub dataset (id in the cache, or a local folder) instead of COCO files.")
+    data.add_argument("--train_split", default="train")
+    data.add_argument("--validation_split_name", default="validation", help="Split of --dataset_name to evaluate on.")
+    data.add_argument(
+        "--validation_split", type=float, default=0.1, help="Held-out fraction when no validation data is given."
+    )
+    data.add_argument("--image_size", type=int, nargs="+", default=[640], help="Training and inference size: S or H W.")
+    data.add_argument("--no_flip", action="store_true", help="Disable the random horizontal flip.")
+    data.add_argument("--num_workers", type=int, default=2)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", default="soft-norm-tiny", help="SOFT preset, SOFT config, or pvt_v2_b0/b1/b2.")
+    model.add_argument("--pretrained_backbone", help="SOFT model folder or official .pth initialising the backbone.")
+    model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
+    model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
+    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    model.add_argument("--hidden_size", type=int, default=256, help="RT-DETR d_model (and hybrid-encoder width).")
+    model.add_argument("--num_queries", type=int, default=300)
+    model.add_argument("--ffn_dim", type=int, default=1024, help="FFN width of the encoder and decoder layers.")
+    model.add_argument("--decoder_layers", type=int, default=6)
+    model.add_argument("--num_denoising", type=int, default=100)
+    model.add_argument("--backbone_lr_multiplier", type=float, default=0.1, help="Backbone LR / head LR (RT-DETR).")
+
+    add_run_arguments(parser, learning_rate=1e-4, weight_decay=1e-4)
+    parser.set_defaults(lr_scheduler_type="constant_with_warmup", max_grad_norm=0.1, per_device_eval_batch_size=8)
+    args = parser.parse_args(argv)
+    check_run_arguments(parser, args)
+    if args.dataset_name is None and not (args.train_dir and args.train_annotations):
+        parser.error("Give --train_dir and --train_annotations (COCO files) or --dataset_name (Hub dataset).")
+    if (args.validation_dir is None) != (args.validation_annotations is None):
+        parser.error("--validation_dir and --validation_annotations go together.")
+    if len(args.image_size) not in (1, 2):
+        parser.error("--image_size takes one (square) or two (height width) integers.")
+    return args
+
+
+def load_datasets(args):
+    """(train, validation) datasets, both exposing `.coco`, the category mapping and items with COCO annotations."""
+    if args.dataset_name is not None:
+        train = hub_detection_dataset(args.dataset_name, args.train_split)
+        try:
+            validation = hub_detection_dataset(args.dataset_name, args.validation_split_name)
+        except ValueError:
+            validation = None
+    else:
+        train = CocoDetectionDataset(args.train_dir, args.train_annotations)
+        validation = None
+        if args.validation_dir is not None:
+            validation = CocoDetectionDataset(args.validation_dir, args.validation_annotations)
+    return train, validation
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to,
+        project_dir=args.output_dir,
+    )
+    set_seed(args.seed)
+    train_data, validation_data = load_datasets(args)
+    label_of_category = dict(train_data.label2id_of_category)
+    category_of_label = {label: category for category, label in label_of_category.items()}
+    train_indices = np.arange(len(train_data))
+    evaluation_source, evaluation_indices = validation_data, None
+    if validation_data is None:  # hold out a seeded fraction of the training images
+        permutation = np.random.default_rng(args.seed).permutation(len(train_data))
+        held_out = max(1, round(args.validation_split * len(train_data)))
+        evaluation_source, evaluation_indices = train_data, np.sort(permutation[:held_out])
+        train_indices = np.sort(permutation[held_out:])
+    evaluation_set = evaluation_source if evaluation_indices is None else Subset(evaluation_source, evaluation_indices)
+    evaluation_image_ids = [evaluation_source.image_ids[int(i)] for i in (evaluation_indices if evaluation_indices is not None else range(len(evaluation_source)))]
+
+    image_size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
+    image_processor = detection_image_processor(image_size)
+    model = build_detector(
+        args.backbone,
+        id2label=train_data.id2label,
+        pretrained_backbone=args.pretrained_backbone,
+        official_variant=args.official_variant,
+        max_landmarks=args.max_landmarks,
+        drop_path_rate=args.drop_path_rate,
+        hidden_size=args.hidden_size,
+        num_queries=args.num_queries,
+        encoder_ffn_dim=args.ffn_dim,
+        decoder_ffn_dim=args.ffn_dim,
+        decoder_layers=args.decoder_layers,
+        num_denoising=args.num_denoising,
+    )
+
+    train_samples = DetectionSamples(
+        Subset(train_data, train_indices), label_of_category, flip=not args.no_flip, seed=args.seed
+    )
+    train_sampler = EpochShuffleSampler(len(train_samples), seed=args.seed)
+    train_loader = DataLoader(
+        train_samples,
+        batch_size=args.per_device_train_batch_size,
+        sampler=train_sampler,
+        drop_last=len(train_samples) > args.per_device_train_batch_size,
+        collate_fn=DetectionCollator(image_processor),
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    coco_ground_truth = evaluation_source.coco_subset(evaluation_image_ids)
+
+    def evaluate(prepared_model) -> dict:
+        return evaluate_detector(
+            prepared_model,
+            evaluation_set,
+            image_processor,
+            category_of_label,
+            coco_ground_truth,
+            batch_size=args.per_device_eval_batch_size,
+            accelerator=accelerator,
+        )
+
+    def save_final(trained, folder: Path, results: dict) -> Path:
+        metrics = {key: value for key, value in results.items() if key.startswith("eval_")}
+        return save_detection_model(trained, folder, image_processor, metrics)
+
+    source = args.pretrained_backbone or args.backbone
+    return train_dense_model(
+        args,
+        accelerator,
+        model,
+        train_loader,
+        train_sampler,
+        epoch_datasets=[train_samples],
+        compute_loss=lambda model, batch: model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss,
+        evaluate=evaluate,
+        metric_name="map",
+        save_final=save_final,
+        description=(
+            f"Training RT-DETR + {source}: {len(train_samples)} training / {len(evaluation_set)} validation images, "
+            f"{len(label_of_category)} classes"
+        ),
+        backbone_lr_multiplier=args.backbone_lr_multiplier,
+    )
+
+
+def save_detection_model(model, output_dir, image_processor, metrics: dict | None = None) -> Path:
+    """Write the detector atomically: a SOFT detector as a Hub-ready export (code files, card, manifest), a PVTv2 one
+    (all Transformers) with `save_pretrained`."""
+    output_dir = Path(output_dir)
+    metrics = json.loads(json.dumps(metrics or {}, default=float))
+    if model.config.model_type == "soft_rt_detr":
+        return export_pretrained(model, output_dir, image_processor=image_processor, metrics=metrics, overwrite=True)
+    import shutil
+    import tempfile
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        image_processor.save_pretrained(staging)
+        (staging / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        replace_folder(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+if __name__ == "__main__":
+    main()
