@@ -456,7 +456,7 @@ def read_id2label_file(path: str | os.PathLike) -> dict[int, str]:
     return {int(index): str(name) for index, name in json.loads(path.read_text(encoding="utf-8")).items()}
 
 
-def _load_hub_dataset(name_or_path: str, config_name: str | None, cache_dir: str | None):
+def load_dataset_dict(name_or_path: str, config_name: str | None = None, cache_dir: str | None = None):
     """A `datasets.DatasetDict` from a Hub id (or its cache, offline), a local data folder (parquet, image folders,
     ...) or a folder written by `save_to_disk`."""
     import datasets
@@ -521,7 +521,7 @@ def load_segmentation_data(
     if dataset_name is not None:
         if train_dir is not None or validation_dir is not None:
             raise ValueError("Give either a dataset name (--dataset_name) or folders (--train_dir), not both.")
-        splits = _load_hub_dataset(dataset_name, dataset_config_name, cache_dir)
+        splits = load_dataset_dict(dataset_name, dataset_config_name, cache_dir)
         if train_split_name not in splits:
             raise ValueError(f"{dataset_name} has no split {train_split_name!r} (splits: {sorted(splits)}).")
         if validation_split_name is None:
@@ -530,7 +530,10 @@ def load_segmentation_data(
             raise ValueError(f"{dataset_name} has no split {validation_split_name!r} (splits: {sorted(splits)}).")
         reduce = bool(reduce_labels)
         options = dict(
-            image_column=image_column_name, mask_column=mask_column_name, reduce_labels=reduce, ignore_index=ignore_index
+            image_column=image_column_name,
+            mask_column=mask_column_name,
+            reduce_labels=reduce,
+            ignore_index=ignore_index,
         )
         train = HubSegmentationDataset(
             splits[train_split_name], description=f"{dataset_name} ({train_split_name})", **options
@@ -547,7 +550,7 @@ def load_segmentation_data(
         return SegmentationData(train, validation, id2label, str(dataset_name), "hub", reduce)
 
     if train_dir is None:
-        raise ValueError("No segmentation data given: pass --train_dir (image folder or ADE20K root) or --dataset_name.")
+        raise ValueError("No segmentation data: pass --train_dir (an image folder or ADE20K root) or --dataset_name.")
     train_dir = Path(train_dir)
     if not train_dir.is_dir():
         raise ValueError(f"--train_dir {train_dir} is not a folder.")
@@ -580,7 +583,9 @@ def load_segmentation_data(
         return SegmentationData(train, validation, id2label, str(train_dir), "ade20k", reduce)
 
     reduce = bool(reduce_labels)
-    options = dict(images_dir=images_dir_name, masks_dir=masks_dir_name, reduce_labels=reduce, ignore_index=ignore_index)
+    options = dict(
+        images_dir=images_dir_name, masks_dir=masks_dir_name, reduce_labels=reduce, ignore_index=ignore_index
+    )
     train = SegmentationImageFolder(train_dir, **options)
     validation = SegmentationImageFolder(validation_dir, **options) if validation_dir is not None else None
     id2label = None
@@ -603,6 +608,7 @@ __all__ = [
     "ade20k_class_names",
     "image_size_of",
     "is_ade20k_root",
+    "load_dataset_dict",
     "load_segmentation_data",
     "mask_from_pil",
     "read_id2label_file",
