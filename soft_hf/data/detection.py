@@ -459,13 +459,11 @@ class HubDetectionDataset(DetectionDataset):
         """`{category id: name}` from a ClassLabel `category` feature of the objects column, else None."""
         import datasets
 
-        feature = objects_feature
-        if isinstance(feature, (datasets.Sequence, getattr(datasets, "List", ()))) or hasattr(feature, "feature"):
-            feature = feature.feature
+        # A dict of per-field lists, or a list (`feature`) of dicts, depending on how the schema was declared.
+        feature = getattr(objects_feature, "feature", objects_feature)
         if isinstance(feature, dict):
             category = feature.get("category")
-            if isinstance(category, (datasets.Sequence, getattr(datasets, "List", ()))) or hasattr(category, "feature"):
-                category = category.feature
+            category = getattr(category, "feature", category)
             if isinstance(category, datasets.ClassLabel):
                 return dict(enumerate(category.names))
         return None

@@ -316,12 +316,13 @@ def generate_split(
     seed: int,
     config: SceneConfig,
     textures: dict[str, np.ndarray],
-    fashion_mnist_dir: str | None = None,
+    garments: np.ndarray,
+    garment_labels: np.ndarray,
 ) -> dict:
-    """Render `num_images` scenes of `split` ("train" or "val") into `output_dir/<split>/{images,masks}` and return
-    their COCO detection dictionary."""
+    """Render `num_images` scenes of `split` ("train" or "val") with garments drawn from `garments` `(count, 28, 28)`
+    (Fashion-MNIST labels `garment_labels`, of the split's source split) into `output_dir/<split>/{images,masks}`
+    and return their COCO detection dictionary."""
     folder, source_split, _ = SCENE_SPLITS[split]
-    garments, garment_labels = load_fashion_mnist_arrays(source_split, fashion_mnist_dir)
     images_dir, masks_dir = output_dir / folder / "images", output_dir / folder / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(parents=True, exist_ok=True)
@@ -389,19 +390,20 @@ def generate_scenes(
     content. `scene_options` are further `SceneConfig` fields. The folder must be absent or empty unless
     `overwrite=True`, which deletes it first."""
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise ValueError(f"{output_dir} exists and is not empty: choose another folder or pass --overwrite.")
-        shutil.rmtree(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise ValueError(f"{output_dir} exists and is not empty: choose another folder or pass --overwrite.")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"Need at least one image per split, got num_train={num_train}, num_val={num_val}.")
     config = SceneConfig(image_size=image_size, **scene_options)
     textures = load_textures()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    sources = {split: load_fashion_mnist_arrays(SCENE_SPLITS[split][1], fashion_mnist_dir) for split in SCENE_SPLITS}
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
     (output_dir / "annotations").mkdir()
     counts = {}
     for split, num_images in (("train", num_train), ("val", num_val)):
-        coco = generate_split(output_dir, split, num_images, seed, config, textures, fashion_mnist_dir)
+        coco = generate_split(output_dir, split, num_images, seed, config, textures, *sources[split])
         write_json(coco, output_dir / "annotations" / f"instances_{split}.json")
         counts[split] = {"images": len(coco["images"]), "instances": len(coco["annotations"])}
     id2label = {"0": "background", **{str(index + 1): name for index, name in enumerate(FASHION_MNIST_LABELS)}}
