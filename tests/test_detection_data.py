@@ -263,12 +263,18 @@ def test_hub_detection_dataset_converts_pascal_voc_boxes_and_reports_bad_schemas
 
     rows = hub_rows("pascal_voc")
     boxes_xywh = rows.pop("boxes_xywh")
-    datasets.DatasetDict({"validation": datasets.Dataset.from_dict(rows, features=hub_features())}).save_to_disk(
+    # width/height columns, as detection-datasets/coco has (the ground truth takes the sizes from them)
+    rows["width"], rows["height"] = [image.width for image in rows["image"]], [image.height for image in rows["image"]]
+    features = datasets.Features({**hub_features(), **{key: datasets.Value("int64") for key in ("width", "height")}})
+    datasets.DatasetDict({"validation": datasets.Dataset.from_dict(rows, features=features)}).save_to_disk(
         str(tmp_path / "voc")
     )
     dataset = hub_detection_dataset(str(tmp_path / "voc"), "validation", bbox_format="pascal_voc")
     assert [a["bbox"] for a in dataset[0]["annotations"]] == boxes_xywh[0]
     assert [a["bbox"] for a in dataset[2]["annotations"]] == boxes_xywh[2]
+    assert [(image["width"], image["height"]) for image in dataset.coco.dataset["images"]] == [
+        image.size for image in rows["image"]
+    ]
 
     # Read as COCO boxes, the x_max/y_max of the first box reach outside the 96-pixel image: a warning says so.
     with caplog.at_level("WARNING", logger="soft_hf.data.detection"):

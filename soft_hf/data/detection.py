@@ -504,10 +504,15 @@ class HubDetectionDataset(DetectionDataset):
     def coco(self):
         """The pycocotools `COCO` ground truth of the split, built in memory on first use."""
         if self._coco is None:
-            images = []
-            for index, image_id in enumerate(self.image_ids):
-                width, height = self.image_size(index)
-                images.append({"id": image_id, "file_name": f"{image_id}", "width": width, "height": height})
+            columns = self.dataset.column_names
+            if "width" in columns and "height" in columns:  # one read per column, not per row
+                sizes = list(zip(self.dataset["width"], self.dataset["height"]))
+            else:
+                sizes = [self.image_size(index) for index in range(len(self))]
+            images = [
+                {"id": image_id, "file_name": f"{image_id}", "width": int(width), "height": int(height)}
+                for image_id, (width, height) in zip(self.image_ids, sizes)
+            ]
             dataset = {
                 "info": {"description": self.description},
                 "licenses": [],

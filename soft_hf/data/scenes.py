@@ -489,3 +489,7 @@ __all__ = [
     "scene_rng",
     "tight_bbox",
 ]
+
+
+if __name__ == "__main__":
+    main()
