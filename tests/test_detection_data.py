@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,15 @@ def test_coco_2017_folder_items_labels_and_evaluation(coco_root):
     assert CocoDetectionDataset(
         coco_root / "val2017", annotation_file, skip_images_without_annotations=True
     ).image_ids == [139, 285]
+
+    # A transform sees the item under RNGs seeded with (seed, epoch, index): the same draw on every call of an epoch.
+    seeded = CocoDetectionDataset(
+        coco_root / "val2017", annotation_file, transform=lambda item: (item["image_id"], random.random()), seed=5
+    )
+    first = seeded[1]
+    assert first[0] == 285 and seeded[1] == first
+    seeded.set_epoch(1)
+    assert seeded[1] != first
 
     # What RT-DETR's processor makes of an item: contiguous labels and the boxes, normalised (cx, cy, w, h).
     item = dataset[0]
