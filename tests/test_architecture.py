@@ -25,7 +25,15 @@ ALLOWED = {
     "soft_hf.benchmarks": {"soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion", "soft_hf.tasks"},
 }
 ROOT_ALLOWED = {"soft_hf.models", "soft_hf.hub", "soft_hf.conversion"}
-ENTRY_POINTS = {"soft-train", "soft-evaluate", "soft-predict", "soft-convert", "soft-push", "soft-benchmark"}
+ENTRY_POINTS = {
+    "soft-train",
+    "soft-evaluate",
+    "soft-predict",
+    "soft-convert",
+    "soft-push",
+    "soft-benchmark",
+    "soft-make-scenes",
+}
 
 
 def module_name(path: Path) -> str:

@@ -1,15 +1,27 @@
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
-"""Train UperNet with a SOFT / SOFT-Norm backbone on an image-folder segmentation dataset (Accelerate).
+"""Train UperNet with a SOFT / SOFT-Norm backbone for semantic segmentation (Accelerate).
 
-Dataset: `--train_dir` (and optionally `--validation_dir`) each holding `images/` and `masks/` with the same relative
-file names (masks: one class index per pixel, 255 ignored). Without `--validation_dir`, `--validation_split` of the
-training images is held out. Class names come from `--id2label` (a JSON file `{"0": "sky", ...}`), else
-`id2label.json` beside the images, else `--num_labels`, else the masks are scanned.
+Data (`soft_hf.data.segmentation`), one of:
+- image folders: `--train_dir` (and optionally `--validation_dir`) each holding `images/` and `masks/` with the same
+  relative file names (masks: one class index per pixel, 255 ignored), e.g. the output of `soft-make-scenes`;
+- ADE20K as distributed: `--train_dir path/ADEChallengeData2016` (recognised by its `images/training` and
+  `annotations/training`, or forced with `--dataset_layout ade20k`) trains on `training` and validates on
+  `validation`; `--reduce_labels` is then on unless `--no_reduce_labels`, and class names come from
+  `objectInfo150.txt/.csv` when present;
+- a Hub dataset or local dataset folder: `--dataset_name scene_parse_150` (columns `image` and `annotation`, `label`
+  or `semantic_map`; `--image_column_name` / `--mask_column_name` otherwise), read with `datasets` (offline from the
+  cache or a local folder).
+Without a validation folder or split, `--validation_split` of the training images is held out. Class names come from
+`--id2label` (a JSON file `{"0": "sky", ...}`), else the source (`id2label.json` in or beside the image folder or in a
+local dataset folder, ADE20K's objectInfo150), else `--num_labels`, else the masks are scanned.
 
 Single process:      python scripts/train_segmentation.py --train_dir data/train --output_dir outputs/seg
 Several GPUs:        accelerate launch scripts/train_segmentation.py ...
-ADE20K-like (512 crops, 160k iterations in mmseg; scale accordingly):
-    python scripts/train_segmentation.py --train_dir ADE/train --validation_dir ADE/val --reduce_labels \
+Fashion-MNIST scenes (`soft-make-scenes --output_dir data/scenes`):
+    python scripts/train_segmentation.py --train_dir data/scenes/train --validation_dir data/scenes/val \
+        --id2label data/scenes/id2label.json --crop_size 160 --output_dir outputs/scenes
+ADE20K (512 crops, 160k iterations in mmseg; scale accordingly):
+    python scripts/train_segmentation.py --train_dir ADEChallengeData2016 \
         --backbone soft-norm-small --pretrained_backbone soft-norm-small-imagenet/ --crop_size 512 \
         --max_train_steps 160000 --learning_rate 6e-5 --warmup_steps 1500 --max_landmarks 256
 
@@ -38,12 +50,12 @@ from torch.utils.data import DataLoader, Subset
 from transformers import get_scheduler
 
 from ...data.sampling import EpochShuffleSampler
+from ...data.segmentation import DATASET_LAYOUTS, SegmentationData, load_segmentation_data, read_id2label_file
 from ..checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
 from .upernet import (
     IGNORE_INDEX,
     SegmentationCollator,
     SegmentationEvalTransforms,
-    SegmentationImageFolder,
     SegmentationTrainTransforms,
     build_upernet,
     check_trainable_size,
@@ -57,14 +69,28 @@ from .upernet import (
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--train_dir", required=True, help="Folder with images/ and masks/.")
+    data.add_argument("--train_dir", help="Folder with images/ and masks/, or an ADEChallengeData2016 root.")
     data.add_argument("--validation_dir", help="Folder with images/ and masks/ (default: split off the training set).")
-    data.add_argument("--validation_split", type=float, default=0.1, help="Held-out fraction without --validation_dir.")
+    data.add_argument("--dataset_layout", choices=DATASET_LAYOUTS, default="auto", help="Layout of --train_dir.")
+    data.add_argument("--dataset_name", help="Hub dataset id or local dataset folder (e.g. scene_parse_150).")
+    data.add_argument("--dataset_config_name")
+    data.add_argument("--train_split_name", default="train")
+    data.add_argument("--validation_split_name", help="Default: validation/valid/val/test, if present.")
+    data.add_argument("--image_column_name", default="image")
+    data.add_argument("--mask_column_name", help="Default: annotation/label/semantic_map/..., the first present.")
+    data.add_argument("--cache_dir", help="Cache folder of `datasets`.")
+    data.add_argument("--validation_split", type=float, default=0.1, help="Held-out fraction if no validation data.")
     data.add_argument("--images_dir_name", default="images")
     data.add_argument("--masks_dir_name", default="masks")
     data.add_argument("--id2label", help='JSON file {"0": "name", ...}.')
     data.add_argument("--num_labels", type=int)
-    data.add_argument("--reduce_labels", action="store_true", help="ADE20K masks: 0 -> ignored, k -> k - 1.")
+    data.add_argument(
+        "--reduce_labels",
+        action="store_true",
+        default=None,
+        help="ADE20K masks: 0 -> ignored, k -> k - 1 (default: on for the ADE20K layout, off otherwise).",
+    )
+    data.add_argument("--no_reduce_labels", dest="reduce_labels", action="store_false", help="Keep mask values.")
     data.add_argument("--ignore_index", type=int, default=IGNORE_INDEX)
     data.add_argument("--crop_size", type=int, nargs="+", default=[512], help="Training crop: S or H W.")
     data.add_argument("--base_size", type=int, help="Shorter side before random rescaling (default: crop size).")
@@ -124,48 +150,58 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="End this invocation after N optimiser steps with a checkpoint (continue with --resume_from_checkpoint).",
     )
     args = parser.parse_args(argv)
+    if (args.train_dir is None) == (args.dataset_name is None):
+        parser.error("Pass either --train_dir (image folder or ADE20K root) or --dataset_name.")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
         parser.error("--checkpointing_steps must be at least 1.")
     if len(args.crop_size) not in (1, 2):
         parser.error("--crop_size takes one (square) or two (height width) integers.")
-    if not 0.0 < args.validation_split < 1.0 and args.validation_dir is None:
-        parser.error("--validation_split must be in (0, 1) when --validation_dir is not given.")
+    if not 0.0 < args.validation_split < 1.0:
+        parser.error("--validation_split must be in (0, 1).")
     return args
 
 
-def read_id2label(args, train_set: SegmentationImageFolder) -> dict[int, str]:
-    """Class names from --id2label, id2label.json beside the data, --num_labels, or the masks themselves."""
-    candidates = [Path(args.id2label)] if args.id2label else []
-    candidates += [Path(args.train_dir) / "id2label.json", Path(args.train_dir).parent / "id2label.json"]
-    for path in candidates:
-        if path.is_file():
-            return {int(index): name for index, name in json.loads(path.read_text()).items()}
+def read_id2label(args, data: SegmentationData) -> dict[int, str]:
+    """Class names from --id2label, the data source, --num_labels, or the masks themselves."""
     if args.id2label:
-        raise ValueError(f"--id2label file {args.id2label} does not exist.")
+        return read_id2label_file(args.id2label)
+    if data.id2label is not None:
+        return data.id2label
     if args.num_labels is not None:
         return {index: f"class_{index}" for index in range(args.num_labels)}
-    values = train_set.label_values()
+    values = data.train.label_values()
     if not values:
-        raise ValueError(f"The masks under {args.train_dir} hold no labelled pixel.")
+        raise ValueError(f"The masks of {data.source} hold no labelled pixel.")
     return {index: f"class_{index}" for index in range(max(values) + 1)}
 
 
 def split_datasets(args, train_transform, eval_transform):
-    folder_options = dict(
-        images_dir=args.images_dir_name,
-        masks_dir=args.masks_dir_name,
+    """Training and validation sets with their transforms, and the data they come from."""
+    data = load_segmentation_data(
+        train_dir=args.train_dir,
+        validation_dir=args.validation_dir,
+        dataset_name=args.dataset_name,
+        dataset_config_name=args.dataset_config_name,
+        dataset_layout=args.dataset_layout,
+        images_dir_name=args.images_dir_name,
+        masks_dir_name=args.masks_dir_name,
+        image_column_name=args.image_column_name,
+        mask_column_name=args.mask_column_name,
+        train_split_name=args.train_split_name,
+        validation_split_name=args.validation_split_name,
         reduce_labels=args.reduce_labels,
         ignore_index=args.ignore_index,
+        cache_dir=args.cache_dir,
     )
-    train_set = SegmentationImageFolder(args.train_dir, transform=train_transform, seed=args.seed, **folder_options)
-    if args.validation_dir is not None:
-        return train_set, SegmentationImageFolder(args.validation_dir, transform=eval_transform, **folder_options)
+    train_set = data.train.with_transform(train_transform, seed=args.seed)
+    if data.validation is not None:
+        return train_set, data.validation.with_transform(eval_transform), data
     if len(train_set) < 2:
-        raise ValueError("Need at least 2 images to split off a validation set; pass --validation_dir.")
+        raise ValueError("Need at least 2 images to split off a validation set; pass validation data.")
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
     num_validation = min(len(train_set) - 1, max(1, round(args.validation_split * len(train_set))))
-    validation_folder = SegmentationImageFolder(args.train_dir, transform=eval_transform, **folder_options)
-    return Subset(train_set, order[num_validation:]), Subset(validation_folder, order[:num_validation])
+    validation_set = data.train.with_transform(eval_transform)
+    return Subset(train_set, order[num_validation:]), Subset(validation_set, order[:num_validation]), data
 
 
 def parameter_groups(model, weight_decay: float, learning_rate: float, head_lr_multiplier: float):
@@ -231,13 +267,13 @@ def main(argv=None) -> dict:
         image_std=image_processor.image_std,
         ignore_index=args.ignore_index,
     )
-    train_set, validation_set = split_datasets(args, train_transform, SegmentationEvalTransforms(image_processor))
+    train_set, validation_set, data = split_datasets(args, train_transform, SegmentationEvalTransforms(image_processor))
     train_folder = train_set.dataset if isinstance(train_set, Subset) else train_set
-    id2label = read_id2label(args, train_folder)
+    id2label = read_id2label(args, data)
     # Every mask is checked now, not when a batch first needs it.
-    train_folder.check_masks(len(id2label))
-    if args.validation_dir is not None:
-        validation_set.check_masks(len(id2label))
+    data.train.check_masks(len(id2label))
+    if data.validation is not None:
+        data.validation.check_masks(len(id2label))
 
     model = build_upernet(
         args.backbone,
@@ -308,8 +344,8 @@ def main(argv=None) -> dict:
     log_file = log_path.open("a") if accelerator.is_main_process else None
     accelerator.print(
         f"Training UperNet + {args.backbone if not args.pretrained_backbone else args.pretrained_backbone}: "
-        f"{len(train_set)} training / {len(validation_set)} validation images, {len(id2label)} classes, "
-        f"{max_train_steps} steps."
+        f"{len(train_set)} training / {len(validation_set)} validation images of {data.source} ({data.layout}"
+        f"{', labels reduced' if data.reduce_labels else ''}), {len(id2label)} classes, {max_train_steps} steps."
     )
 
     def checkpoint() -> None:

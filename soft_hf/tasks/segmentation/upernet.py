@@ -1,13 +1,13 @@
 # Copyright 2026 The soft-hf authors. Licensed under the Apache License, Version 2.0.
-"""Semantic segmentation with a SOFT / SOFT-Norm backbone: UperNet construction, image-folder datasets with the usual
-augmentations, batching, prediction and mean IoU (an `evaluate` metric).
+"""Semantic segmentation with a SOFT / SOFT-Norm backbone: UperNet construction, the usual augmentations, batching,
+prediction and mean IoU (an `evaluate` metric).
 
 This module is part of the installed package only (it does not travel with checkpoints). A saved UperNet folder is
 loaded with `UperNetForSemanticSegmentation.from_pretrained(folder)` after `import soft_hf`, which registers the
 `"soft"` backbone with Transformers' Auto classes.
 
-Dataset layout (`SegmentationImageFolder`): `root/images/**/<name>.<jpg|png|...>` and `root/masks/**/<name>.png`,
-masks holding one class index per pixel (8- or 16-bit grey or palette PNG), 255 = ignored by default.
+The data (image folders, ADE20K, Hub datasets; masks; `reduce_labels`) is in `soft_hf.data.segmentation`, whose
+names this module re-exports for existing imports.
 """
 
 from __future__ import annotations
@@ -25,15 +25,19 @@ import evaluate
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
-from torch.utils.data import Dataset
+from PIL import Image
 from transformers import SegformerImageProcessor, UperNetConfig, UperNetForSemanticSegmentation
 
-from ...data.sampling import sample_seed, seeded_random_state
+from ...data.segmentation import (  # noqa: F401  (re-exported: the data once lived here)
+    IGNORE_INDEX,
+    SegmentationImageFolder,
+    image_size_of,
+    read_mask,
+    reduce_labels,
+)
 from ...hub.export import export_pretrained, replace_folder
 from ...models.soft.configuration_soft import SoftConfig
 from ...models.soft.configuration_soft_dense import SoftUperNetConfig
-from ...models.soft.image_processing_soft import decode_image
 from ...models.soft.modeling_soft import minimum_image_size
 from ...models.soft.modeling_soft_dense import SoftUperNetForSemanticSegmentation
 from ..dense import DENSE_FEATURES, dense_backbone_config, is_soft_backbone, load_backbone_weights
@@ -41,16 +45,8 @@ from ..dense import DENSE_FEATURES, dense_backbone_config, is_soft_backbone, loa
 
 # The four pyramid levels UperNet consumes (strides 4, 8, 16, 32).
 UPERNET_OUT_FEATURES = list(DENSE_FEATURES)
-IGNORE_INDEX = 255
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-MASK_EXTENSIONS = (".png", ".tif", ".tiff", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
-EXIF_ORIENTATION_TAG = 0x0112
-SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
-# At most this many problems are listed one by one when masks are checked (all of them are counted).
-MAX_LISTED_PROBLEMS = 20
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -224,186 +220,6 @@ def to_jsonable(value):
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A label mask as `(height, width)` int64 class indices. Grey (8/16-bit), palette (indices) and 1-bit PNGs are
-    accepted; colour masks are refused because their colours are not class indices. An EXIF orientation is applied
-    as for images (`decode_image`)."""
-    with Image.open(path) as mask:
-        if mask.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LA"):
-            raise ValueError(
-                f"Mask {path} has colour mode {mask.mode}: masks must hold one class index per pixel (grey or palette "
-                "PNG). Convert colour-coded masks to index masks first."
-            )
-        return np.array(ImageOps.exif_transpose(mask)).astype(np.int64)
-
-
-def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
-    """`(width, height)` of an image file as `decode_image` returns it (EXIF orientation applied), read from the
-    header without decoding the pixels."""
-    with Image.open(path) as image:
-        width, height = image.size
-        if image.getexif().get(EXIF_ORIENTATION_TAG) in SWAPPING_ORIENTATIONS:
-            width, height = height, width
-    return width, height
-
-
-def reduce_labels(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """ADE20K convention: 0 ("other") becomes `ignore_index`, every other class index moves down by one."""
-    reduced = mask - 1
-    reduced[(mask == 0) | (mask == ignore_index)] = ignore_index
-    return reduced
-
-
-class SegmentationImageFolder(Dataset):
-    """Images and label masks paired by relative path without extension: `root/images/a/b.jpg` <->
-    `root/masks/a/b.png`. Items are `transform(image, mask)` with `image` an RGB PIL image and `mask` an int64
-    `(height, width)` array (or `{"image", "mask", "path"}` without a transform).
-
-    With a `seed`, the transform of sample `index` in epoch `e` draws its randomness from RNGs seeded with
-    `(seed, e, index)` and the global RNG states are restored afterwards (`soft_hf.data.sampling.seeded_random_state`), so the
-    augmentation does not depend on workers or on resuming, and never moves the RNGs that dropout uses."""
-
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        transform=None,
-        images_dir: str = "images",
-        masks_dir: str = "masks",
-        reduce_labels: bool = False,
-        ignore_index: int = IGNORE_INDEX,
-        seed: int | None = None,
-    ):
-        self.root = Path(root)
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-        self.reduce_labels = reduce_labels
-        self.ignore_index = ignore_index
-        image_root, mask_root = self.root / images_dir, self.root / masks_dir
-        for folder, what in ((image_root, "images"), (mask_root, "label masks")):
-            if not folder.is_dir():
-                raise ValueError(
-                    f"{folder} does not exist: a segmentation folder holds {images_dir}/ (images) and {masks_dir}/ "
-                    f"(label masks with the same file names) — missing the folder of {what}."
-                )
-        masks = {}
-        for path in sorted(mask_root.rglob("*")):
-            if path.suffix.lower() in MASK_EXTENSIONS:
-                masks[path.relative_to(mask_root).with_suffix("").as_posix()] = path
-        self.samples: list[tuple[Path, Path]] = []
-        unmatched = []
-        for path in sorted(image_root.rglob("*")):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            key = path.relative_to(image_root).with_suffix("").as_posix()
-            if key in masks:
-                self.samples.append((path, masks[key]))
-            else:
-                unmatched.append(path.name)
-        if unmatched:
-            raise ValueError(
-                f"{len(unmatched)} image(s) in {image_root} have no mask in {mask_root} (e.g. {unmatched[:3]}); "
-                "every image needs a mask with the same relative path and a .png extension."
-            )
-        if not self.samples:
-            raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {image_root}.")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, index: int) -> tuple[Image.Image, np.ndarray]:
-        image_path, mask_path = self.samples[index]
-        image = decode_image(image_path)
-        mask = read_mask(mask_path)
-        if mask.shape != (image.height, image.width):
-            raise ValueError(
-                f"Mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {image_path} is "
-                f"{image.width}x{image.height}: masks must have the size of their image."
-            )
-        if self.reduce_labels:
-            mask = reduce_labels(mask, self.ignore_index)
-        return image, mask
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of `epoch` (with a `seed`)."""
-        self.epoch = int(epoch)
-
-    def __getitem__(self, index: int):
-        image, mask = self.load(index)
-        if self.transform is None:
-            return {"image": image, "mask": mask, "path": str(self.samples[index][0])}
-        if self.seed is None:
-            return self.transform(image, mask)
-        with seeded_random_state(sample_seed(self.seed, self.epoch, index)):
-            return self.transform(image, mask)
-
-    def check_masks(self, num_labels: int) -> None:
-        """Read every mask once and check it against its image before anything is trained; raise one `ValueError`
-        naming every bad file: unreadable files, masks whose size differs from their image's, class values outside
-        0 .. num_labels - 1 that are not `ignore_index`, and masks saved as 0/255 (255 is the ignore index, so such a
-        "binary" data set would train background only)."""
-        problems, binary, background_only = [], [], 0
-        for image_path, mask_path in self.samples:
-            try:
-                width, height = image_size_of(image_path)
-            except Exception as error:  # PIL raises many types for corrupt files
-                problems.append(f"cannot read image {image_path}: {error}")
-                continue
-            try:
-                mask = read_mask(mask_path)
-            except Exception as error:
-                problems.append(f"cannot read mask {mask_path}: {error}")
-                continue
-            if mask.shape != (height, width):
-                problems.append(
-                    f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-                    f"{width}x{height}"
-                )
-                continue
-            values = np.unique(mask)
-            if not self.reduce_labels and self.ignore_index == IGNORE_INDEX:
-                if set(values.tolist()) == {0, 255}:
-                    binary.append(mask_path)
-                background_only += set(values.tolist()) == {0}
-            if self.reduce_labels:
-                values = np.unique(reduce_labels(mask, self.ignore_index))
-            bad = [int(value) for value in values if value != self.ignore_index and not 0 <= value < num_labels]
-            if bad:
-                problems.append(
-                    f"mask {mask_path} holds class values {bad[:10]} outside 0..{num_labels - 1} "
-                    f"({num_labels} classes; {self.ignore_index} = ignored)"
-                )
-        if binary and len(binary) + background_only == len(self.samples):
-            raise ValueError(
-                f"Every mask under {self.root} holds only the values 0 and 255 (e.g. {binary[0]}): binary masks saved "
-                f"as 0/255. 255 is the ignore index, so the foreground would be ignored and the model would learn "
-                "background only (and score a mean IoU of 1.0). Save the masks as 0/1 (e.g. "
-                "`Image.fromarray((np.array(Image.open(path)) > 127).astype(np.uint8)).save(path)`) and train with "
-                "--num_labels 2."
-            )
-        if problems:
-            listed = problems[:MAX_LISTED_PROBLEMS]
-            more = len(problems) - len(listed)
-            raise ValueError(
-                f"{len(problems)} of the {len(self.samples)} image/mask pairs under {self.root} cannot be trained "
-                "on:\n  - " + "\n  - ".join(listed) + (f"\n  ... and {more} more" if more else "") + "\nFix or "
-                "remove these files (masks must have the size of their image and hold class indices "
-                f"0..{num_labels - 1}, or {self.ignore_index} for ignored pixels; --num_labels or --id2label sets the "
-                "classes)."
-            )
-
-    def label_values(self) -> list[int]:
-        """Sorted class indices present in the masks (after `reduce_labels`), without the ignore index."""
-        values: set[int] = set()
-        for _, mask_path in self.samples:
-            mask = read_mask(mask_path)
-            if self.reduce_labels:
-                mask = reduce_labels(mask, self.ignore_index)
-            values.update(int(value) for value in np.unique(mask))
-        values.discard(self.ignore_index)
-        return sorted(values)
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -759,13 +575,11 @@ __all__ = [
     "SegmentationEvalTransforms",
     "SegmentationImageFolder",
     "SegmentationTrainTransforms",
-    "backbone_architecture",
     "build_upernet",
     "check_trainable_size",
     "evaluate_segmentation",
     "image_size_of",
     "intersection_and_union",
-    "load_backbone_weights",
     "MeanIoU",
     "mean_iou_from_areas",
     "photometric_distortion",
