@@ -185,7 +185,7 @@ def test_garments_come_from_the_fashion_mnist_split_of_their_scene_split(scenes_
 def test_segmentation_training_reads_the_scenes_folder(scenes_dir, tmp_path):
     from helpers_hub import load_script_module
     from helpers_segmentation import tiny_soft_norm_kwargs
-    from transformers import UperNetForSemanticSegmentation
+    from transformers import AutoModelForSemanticSegmentation
 
     import soft_hf  # noqa: F401  (registers the "soft" backbone)
 
@@ -205,7 +205,7 @@ def test_segmentation_training_reads_the_scenes_folder(scenes_dir, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert results["step"] == 1 and len(results["eval_per_category_iou"]) == 11
-    model = UperNetForSemanticSegmentation.from_pretrained(tmp_path / "run" / "model")
+    model = AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "run" / "final")
     assert model.config.id2label == {0: "background", **{k + 1: name for k, name in enumerate(FASHION_MNIST_LABELS)}}
 
 

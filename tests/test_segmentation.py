@@ -316,10 +316,10 @@ def test_training_script_reports_mean_iou_of_the_saved_model(dataset_root, tmp_p
     assert 0.0 <= results["eval_mean_iou"] <= 1.0 and len(results["eval_per_category_iou"]) == 2
 
     # the saved folder is the evaluated model: reloading it and scoring the validation folder gives the same mIoU
-    from transformers import AutoImageProcessor, UperNetForSemanticSegmentation
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    model_dir = output_dir / "model"
-    model = UperNetForSemanticSegmentation.from_pretrained(model_dir)
+    model_dir = output_dir / "final"
+    model = AutoModelForSemanticSegmentation.from_pretrained(model_dir)
     assert model.config.id2label == {0: "dark", 1: "bright"}
     processor = AutoImageProcessor.from_pretrained(model_dir)
     assert processor.size.shortest_edge == 96

@@ -12,17 +12,15 @@ RetinaNet's FPN takes (stages 2-4).
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
+import random
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor
 
-from ...data.sampling import sample_seed
 from ...models.soft.configuration_soft_dense import SoftRTDetrConfig
 from ...models.soft.modeling_soft_dense import SoftRTDetrForObjectDetection
 from ..dense import dense_backbone_config, is_soft_backbone, load_backbone_weights
@@ -141,51 +139,46 @@ def detection_image_processor(image_size: int | Sequence[int] = 640) -> RTDetrIm
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-class DetectionSamples(torch.utils.data.Dataset):
-    """A detection dataset (items `{"image", "image_id", "annotations"}` with COCO `bbox` [x, y, w, h] and
-    `category_id`) with contiguous label ids and, for training, a random horizontal flip that depends only on
+class RandomHorizontalFlip:
+    """Training augmentation of a detection item (`{"image", "image_id", "annotations"}` with COCO `bbox`
+    [x, y, w, h]): a horizontal flip with probability `probability`. Run it as a dataset's seeded `transform`
+    (`CocoDetectionDataset(..., transform=RandomHorizontalFlip(), seed=...)`): the draw then depends only on
     (seed, epoch, index), so a resumed run sees the same images."""
 
-    def __init__(self, dataset, label_of_category: dict[int, int], flip: bool = False, seed: int = 0):
-        self.dataset = dataset
-        self.label_of_category = dict(label_of_category)
-        self.flip = flip
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, probability: float = 0.5):
+        self.probability = probability
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __getitem__(self, index: int) -> dict:
-        item = self.dataset[index]
-        image = item["image"]
+    def __call__(self, item: dict) -> dict:
+        if random.random() >= self.probability:
+            return item
+        image = item["image"].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         annotations = []
         for annotation in item["annotations"]:
-            if annotation.get("iscrowd", 0):
-                continue
-            annotation = copy.deepcopy(annotation)
-            annotation["category_id"] = self.label_of_category[annotation["category_id"]]
-            annotations.append(annotation)
-        if self.flip and np.random.default_rng(sample_seed(self.seed, self.epoch, index)).random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            for annotation in annotations:
-                x, y, w, h = annotation["bbox"]
-                annotation["bbox"] = [image.width - x - w, y, w, h]
-        return {"image": image, "image_id": item["image_id"], "annotations": annotations}
+            x, y, w, h = annotation["bbox"]
+            annotations.append({**annotation, "bbox": [image.width - x - w, y, w, h]})
+        return {**item, "image": image, "annotations": annotations}
 
 
 class DetectionCollator:
-    """Images and COCO annotations to `pixel_values` and RT-DETR `labels` (normalised cx, cy, w, h boxes) through
-    the detector's image processor, as at inference."""
+    """Detection items to `pixel_values` and RT-DETR `labels` (contiguous class labels, normalised cx, cy, w, h
+    boxes) through the detector's image processor, as at inference. Crowd annotations are left out."""
 
-    def __init__(self, image_processor: RTDetrImageProcessor):
+    def __init__(self, image_processor: RTDetrImageProcessor, category_id_to_label: dict[int, int]):
         self.image_processor = image_processor
+        self.category_id_to_label = dict(category_id_to_label)
 
     def __call__(self, samples: list[dict]) -> dict:
-        annotations = [{"image_id": sample["image_id"], "annotations": sample["annotations"]} for sample in samples]
+        annotations = [
+            {
+                "image_id": sample["image_id"],
+                "annotations": [
+                    {**annotation, "category_id": self.category_id_to_label[annotation["category_id"]]}
+                    for annotation in sample["annotations"]
+                    if not annotation.get("iscrowd", 0)
+                ],
+            }
+            for sample in samples
+        ]
         encoding = self.image_processor(
             images=[sample["image"] for sample in samples], annotations=annotations, return_tensors="pt"
         )
@@ -197,43 +190,25 @@ class DetectionCollator:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def coco_detection_metrics(coco_ground_truth, detections: list[dict]) -> dict[str, float]:
+def coco_detection_metrics(coco_ground_truth, detections: list[dict], image_ids=None) -> dict[str, float]:
     """Box AP/AR of `detections` (COCO result dicts: image_id, category_id, bbox [x, y, w, h], score) against a
-    pycocotools `COCO` ground truth, computed by pycocotools' `COCOeval` over the ground truth's images.
+    pycocotools `COCO` ground truth, computed by pycocotools' `COCOeval` over `image_ids` (default: all images).
 
     Returns `map` (AP@[.50:.95]), `map_50`, `map_75`, `map_small/medium/large` and the `mar_*` recalls; -1 where
-    COCO has no objects of that kind."""
+    the ground truth has no objects of that kind."""
     from pycocotools.cocoeval import COCOeval
 
+    image_ids = sorted(coco_ground_truth.getImgIds() if image_ids is None else (int(i) for i in image_ids))
     if not detections:
         return {name: 0.0 for name in COCO_METRIC_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):
         predictions = coco_ground_truth.loadRes([dict(detection) for detection in detections])
         evaluator = COCOeval(coco_ground_truth, predictions, iouType="bbox")
-        evaluator.params.imgIds = sorted(coco_ground_truth.getImgIds())
+        evaluator.params.imgIds = image_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(value) for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
-
-
-def detections_to_coco(
-    results: list[dict], image_ids: Sequence[int], category_of_label: dict[int, int]
-) -> list[dict]:
-    """`post_process_object_detection` outputs (absolute xyxy boxes) to COCO result dicts."""
-    detections = []
-    for result, image_id in zip(results, image_ids):
-        boxes = result["boxes"].detach().cpu().double().numpy()
-        for score, label, (x0, y0, x1, y1) in zip(result["scores"].tolist(), result["labels"].tolist(), boxes):
-            detections.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": int(category_of_label[int(label)]),
-                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                    "score": float(score),
-                }
-            )
-    return detections
 
 
 @torch.no_grad()
@@ -241,45 +216,47 @@ def evaluate_detector(
     model: torch.nn.Module,
     dataset,
     image_processor: RTDetrImageProcessor,
-    category_of_label: dict[int, int],
-    coco_ground_truth,
+    indices: Sequence[int] | None = None,
     batch_size: int = 8,
     accelerator=None,
 ) -> dict[str, float]:
-    """COCO box metrics of `model` on `dataset` (items `{"image", "image_id", ...}`), images preprocessed by the
-    saved `image_processor` and boxes mapped back to each image's own size. With an `accelerator`, each process
-    scores its share of the images and the detections are gathered."""
+    """COCO box metrics of `model` on the images `indices` (default: all) of a detection dataset
+    (`soft_hf.data.detection`: items `{"image", "image_id", ...}`, `.coco`, `.to_coco_results`), images
+    preprocessed by the saved `image_processor`, boxes mapped back to each image's own size. With an `accelerator`,
+    each process scores its share of the images and the detections are gathered."""
     was_training = model.training
     model.eval()
-    indices = list(range(len(dataset)))
+    indices = list(range(len(dataset))) if indices is None else [int(index) for index in indices]
+    image_ids = [dataset.image_ids[index] for index in indices]
+    mine = indices
     if accelerator is not None and accelerator.num_processes > 1:
-        indices = indices[accelerator.process_index :: accelerator.num_processes]
+        mine = indices[accelerator.process_index :: accelerator.num_processes]
     device = next(model.parameters()).device
     detections = []
-    for first in range(0, len(indices), batch_size):
-        items = [dataset[index] for index in indices[first : first + batch_size]]
+    for first in range(0, len(mine), batch_size):
+        items = [dataset[index] for index in mine[first : first + batch_size]]
         images = [item["image"] for item in items]
         inputs = image_processor(images=images, return_tensors="pt").to(device)
         outputs = model(pixel_values=inputs["pixel_values"])
         results = image_processor.post_process_object_detection(
             outputs, threshold=0.0, target_sizes=[(image.height, image.width) for image in images]
         )
-        detections += detections_to_coco(results, [item["image_id"] for item in items], category_of_label)
+        for item, result in zip(items, results):
+            detections += dataset.to_coco_results(item["image_id"], result["boxes"], result["scores"], result["labels"])
     if accelerator is not None and accelerator.num_processes > 1:
         from accelerate.utils import gather_object
 
         detections = gather_object(detections)
     model.train(was_training)
-    return coco_detection_metrics(coco_ground_truth, detections)
+    return coco_detection_metrics(dataset.coco, detections, image_ids)
 
 
 __all__ = [
     "DETECTION_OUT_FEATURES",
     "DetectionCollator",
-    "DetectionSamples",
+    "RandomHorizontalFlip",
     "build_detector",
     "coco_detection_metrics",
     "detection_image_processor",
-    "detections_to_coco",
     "evaluate_detector",
 ]

@@ -22,6 +22,7 @@ and `pipeline("object-detection", model=folder, trust_remote_code=True)` work wi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ...hub.export import export_pretrained, replace_folder
 from ..dense_training import add_run_arguments, check_run_arguments, train_dense_model
 from .rtdetr import (
     DetectionCollator,
-    DetectionSamples,
+    RandomHorizontalFlip,
     build_detector,
     detection_image_processor,
     evaluate_detector,
@@ -87,19 +88,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_datasets(args):
-    """(train, validation) datasets, both exposing `.coco`, the category mapping and items with COCO annotations."""
+def load_datasets(args, train_transform):
+    """(train, validation or None): detection datasets of `soft_hf.data.detection` (`.coco`, `.image_ids`, labels)."""
     if args.dataset_name is not None:
-        train = hub_detection_dataset(args.dataset_name, args.train_split)
+        train = hub_detection_dataset(args.dataset_name, args.train_split, transform=train_transform, seed=args.seed)
         try:
             validation = hub_detection_dataset(args.dataset_name, args.validation_split_name)
         except ValueError:
             validation = None
-    else:
-        train = CocoDetectionDataset(args.train_dir, args.train_annotations)
-        validation = None
-        if args.validation_dir is not None:
-            validation = CocoDetectionDataset(args.validation_dir, args.validation_annotations)
+        return train, validation
+    train = CocoDetectionDataset(args.train_dir, args.train_annotations, transform=train_transform, seed=args.seed)
+    validation = None
+    if args.validation_dir is not None:
+        validation = CocoDetectionDataset(args.validation_dir, args.validation_annotations)
     return train, validation
 
 
@@ -112,18 +113,21 @@ def main(argv=None) -> dict:
         project_dir=args.output_dir,
     )
     set_seed(args.seed)
-    train_data, validation_data = load_datasets(args)
-    label_of_category = dict(train_data.label2id_of_category)
-    category_of_label = {label: category for category, label in label_of_category.items()}
-    train_indices = np.arange(len(train_data))
-    evaluation_source, evaluation_indices = validation_data, None
-    if validation_data is None:  # hold out a seeded fraction of the training images
+    train_data, validation_data = load_datasets(args, None if args.no_flip else RandomHorizontalFlip())
+    train_indices = evaluation_indices = None
+    evaluation_data = validation_data
+    if validation_data is None:  # hold out a seeded fraction of the training images, scored without augmentation
         permutation = np.random.default_rng(args.seed).permutation(len(train_data))
         held_out = max(1, round(args.validation_split * len(train_data)))
-        evaluation_source, evaluation_indices = train_data, np.sort(permutation[:held_out])
-        train_indices = np.sort(permutation[held_out:])
-    evaluation_set = evaluation_source if evaluation_indices is None else Subset(evaluation_source, evaluation_indices)
-    evaluation_image_ids = [evaluation_source.image_ids[int(i)] for i in (evaluation_indices if evaluation_indices is not None else range(len(evaluation_source)))]
+        evaluation_indices, train_indices = np.sort(permutation[:held_out]), np.sort(permutation[held_out:])
+        evaluation_data = copy.copy(train_data)
+        evaluation_data.transform = None
+    elif validation_data.category_ids != train_data.category_ids:
+        raise ValueError(
+            f"The validation categories {validation_data.category_ids} differ from the training categories "
+            f"{train_data.category_ids}: both annotation files must list the same categories."
+        )
+    train_set = train_data if train_indices is None else Subset(train_data, train_indices.tolist())
 
     image_size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
     image_processor = detection_image_processor(image_size)
@@ -141,29 +145,23 @@ def main(argv=None) -> dict:
         decoder_layers=args.decoder_layers,
         num_denoising=args.num_denoising,
     )
-
-    train_samples = DetectionSamples(
-        Subset(train_data, train_indices), label_of_category, flip=not args.no_flip, seed=args.seed
-    )
-    train_sampler = EpochShuffleSampler(len(train_samples), seed=args.seed)
+    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
     train_loader = DataLoader(
-        train_samples,
+        train_set,
         batch_size=args.per_device_train_batch_size,
         sampler=train_sampler,
-        drop_last=len(train_samples) > args.per_device_train_batch_size,
-        collate_fn=DetectionCollator(image_processor),
+        drop_last=len(train_set) > args.per_device_train_batch_size,
+        collate_fn=DetectionCollator(image_processor, train_data.category_id_to_label),
         num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    coco_ground_truth = evaluation_source.coco_subset(evaluation_image_ids)
 
     def evaluate(prepared_model) -> dict:
         return evaluate_detector(
             prepared_model,
-            evaluation_set,
+            evaluation_data,
             image_processor,
-            category_of_label,
-            coco_ground_truth,
+            indices=evaluation_indices,
             batch_size=args.per_device_eval_batch_size,
             accelerator=accelerator,
         )
@@ -173,20 +171,21 @@ def main(argv=None) -> dict:
         return save_detection_model(trained, folder, image_processor, metrics)
 
     source = args.pretrained_backbone or args.backbone
+    num_evaluated = len(evaluation_data) if evaluation_indices is None else len(evaluation_indices)
     return train_dense_model(
         args,
         accelerator,
         model,
         train_loader,
         train_sampler,
-        epoch_datasets=[train_samples],
+        epoch_datasets=[train_data],
         compute_loss=lambda model, batch: model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss,
         evaluate=evaluate,
         metric_name="map",
         save_final=save_final,
         description=(
-            f"Training RT-DETR + {source}: {len(train_samples)} training / {len(evaluation_set)} validation images, "
-            f"{len(label_of_category)} classes"
+            f"Training RT-DETR + {source}: {len(train_set)} training / {num_evaluated} validation images, "
+            f"{train_data.num_labels} classes"
         ),
         backbone_lr_multiplier=args.backbone_lr_multiplier,
     )

@@ -31,27 +31,28 @@ error names each bad file. `--checkpointing_steps N` saves the training state to
 (seed, epoch), each image's augmentation only on (seed, epoch, index), and the checkpoint restores weights,
 optimizer, scheduler and random states.
 
-The output folder holds the model (`UperNetForSemanticSegmentation.from_pretrained(folder)` after `import soft_hf`),
-its image processor, `eval_results.json` (mean IoU with `evaluate`) and `train_log.jsonl` (loss per step).
+`--backbone pvt_v2_b1` trains the same UperNet on Transformers' PVTv2-b1 (the peer of the comparison in the README).
+
+The output folder holds `train_log.jsonl` (loss per step), `all_results.json` and `final/`: the model, its image
+processor and `eval_results.json` (mean IoU with `evaluate`). With a SOFT backbone `final/` is a Hub-ready export
+(`AutoModelForSemanticSegmentation.from_pretrained(folder, trust_remote_code=True)` and
+`pipeline("image-segmentation", model=folder, trust_remote_code=True)` work without soft-hf installed);
+`--push_to_hub --hub_model_id NAME` uploads it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Subset
-from transformers import get_scheduler
 
 from ...data.sampling import EpochShuffleSampler
 from ...data.segmentation import DATASET_LAYOUTS, SegmentationData, load_segmentation_data, read_id2label_file
-from ..checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
+from ..dense_training import add_run_arguments, check_run_arguments, train_dense_model
 from .upernet import (
     IGNORE_INDEX,
     SegmentationCollator,
@@ -62,7 +63,6 @@ from .upernet import (
     evaluate_segmentation,
     save_segmentation_model,
     segmentation_image_processor,
-    to_jsonable,
 )
 
 
@@ -105,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument(
         "--backbone",
         default="soft-norm-tiny",
-        help="SOFT preset (e.g. soft-norm-small) or a SOFT config.json (random init).",
+        help="SOFT preset (e.g. soft-norm-small), a SOFT config.json (random init), or pvt_v2_b0/b1/b2.",
     )
     model.add_argument(
         "--pretrained_backbone",
@@ -119,41 +119,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--no_auxiliary_head", action="store_true")
     model.add_argument("--gradient_checkpointing", action="store_true", help="Checkpoint the backbone blocks.")
 
-    training = parser.add_argument_group("training")
-    training.add_argument("--output_dir", required=True)
-    training.add_argument("--per_device_train_batch_size", type=int, default=8)
-    training.add_argument("--per_device_eval_batch_size", type=int, default=1)
-    training.add_argument("--learning_rate", type=float, default=6e-5)
-    training.add_argument("--weight_decay", type=float, default=0.01)
-    training.add_argument("--head_lr_multiplier", type=float, default=10.0, help="LR factor of the decode heads.")
-    training.add_argument("--num_train_epochs", type=int, default=10)
-    training.add_argument("--max_train_steps", type=int, help="Overrides --num_train_epochs.")
-    training.add_argument("--warmup_steps", type=int, default=0)
-    training.add_argument("--lr_scheduler_type", default="polynomial")
-    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    training.add_argument("--max_grad_norm", type=float, default=None)
-    training.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None)
-    training.add_argument("--eval_steps", type=int, help="Evaluate every N optimiser steps (default: at the end).")
-    training.add_argument("--logging_steps", type=int, default=10)
-    training.add_argument("--seed", type=int, default=42)
-    training.add_argument("--report_to", default=None, help="Accelerate tracker, e.g. tensorboard.")
-    run = parser.add_argument_group("checkpoints")
-    run.add_argument("--checkpointing_steps", type=int, help="Save the training state every N optimiser steps.")
-    run.add_argument("--checkpoints_total_limit", type=int, help="Keep only the newest N checkpoints.")
-    run.add_argument(
-        "--resume_from_checkpoint",
-        help="'latest' (newest checkpoint in OUTPUT_DIR/checkpoints, or start afresh if none) or a checkpoint folder.",
-    )
-    run.add_argument(
-        "--stop_after_steps",
-        type=int,
-        help="End this invocation after N optimiser steps with a checkpoint (continue with --resume_from_checkpoint).",
-    )
+    model.add_argument("--head_lr_multiplier", type=float, default=10.0, help="LR factor of the decode heads.")
+    add_run_arguments(parser, learning_rate=6e-5, weight_decay=0.01)
     args = parser.parse_args(argv)
     if (args.train_dir is None) == (args.dataset_name is None):
         parser.error("Pass either --train_dir (image folder or ADE20K root) or --dataset_name.")
-    if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
-        parser.error("--checkpointing_steps must be at least 1.")
+    check_run_arguments(parser, args)
     if len(args.crop_size) not in (1, 2):
         parser.error("--crop_size takes one (square) or two (height width) integers.")
     if not 0.0 < args.validation_split < 1.0:
@@ -202,45 +173,6 @@ def split_datasets(args, train_transform, eval_transform):
     num_validation = min(len(train_set) - 1, max(1, round(args.validation_split * len(train_set))))
     validation_set = data.train.with_transform(eval_transform)
     return Subset(train_set, order[num_validation:]), Subset(validation_set, order[:num_validation]), data
-
-
-def parameter_groups(model, weight_decay: float, learning_rate: float, head_lr_multiplier: float):
-    """AdamW groups: no decay on norms, biases, position embeddings and the classification token; decode heads at a
-    higher learning rate, as in mmsegmentation's UperNet recipes."""
-    groups = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        no_decay = parameter.ndim <= 1 or name.endswith(("position_embeddings", "cls_token"))
-        is_head = not name.startswith("backbone.")
-        key = (is_head, no_decay)
-        if key not in groups:
-            groups[key] = {
-                "params": [],
-                "weight_decay": 0.0 if no_decay else weight_decay,
-                "lr": learning_rate * (head_lr_multiplier if is_head else 1.0),
-            }
-        groups[key]["params"].append(parameter)
-    return list(groups.values())
-
-
-def resume(args, accelerator, setup: dict, progress: dict) -> dict:
-    """Load the checkpoint named by --resume_from_checkpoint; return the saved progress (unchanged if none yet)."""
-    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    if checkpoint is None:
-        accelerator.print(f"No checkpoint in {args.output_dir} yet: starting from scratch.")
-        return progress
-    saved = json.loads((Path(checkpoint) / TRAINING_STATE_NAME).read_text(encoding="utf-8"))
-    changed = {key: (saved["setup"].get(key), value) for key, value in setup.items() if saved["setup"].get(key) != value}
-    if changed:
-        differences = ", ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
-        raise ValueError(
-            f"Cannot resume {checkpoint} exactly: the run setup changed ({differences}). Resume with the same "
-            "processes, batch size, accumulation, number of steps and seed."
-        )
-    accelerator.load_state(checkpoint)
-    accelerator.print(f"Resumed from {checkpoint} at step {saved['completed_steps']}.")
-    return {key: saved[key] for key in progress}
 
 
 def main(argv=None) -> dict:
@@ -307,123 +239,31 @@ def main(argv=None) -> dict:
     validation_loader = DataLoader(
         validation_set, batch_size=args.per_device_eval_batch_size, collate_fn=collator, num_workers=args.num_workers
     )
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, args.weight_decay, args.learning_rate, args.head_lr_multiplier),
-        lr=args.learning_rate,
-    )
-    steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
-    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
-    scheduler = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer=optimizer,
-        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
-    )
-    model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, validation_loader, scheduler
-    )
-    if args.report_to:
-        accelerator.init_trackers("train_segmentation", config={k: str(v) for k, v in vars(args).items()})
+    validation_loader = accelerator.prepare(validation_loader)
 
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    batches_per_epoch = len(train_loader)
-    setup = {
-        "num_processes": accelerator.num_processes,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "max_train_steps": max_train_steps,
-        "seed": args.seed,
-    }
-    progress = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0}
-    if args.resume_from_checkpoint:
-        progress = resume(args, accelerator, setup, progress)
-    if accelerator.is_main_process:
-        truncate_train_log(str(output_dir), progress["completed_steps"])  # drop steps after the checkpoint
-    log_path = output_dir / "train_log.jsonl"
-    log_file = log_path.open("a") if accelerator.is_main_process else None
-    accelerator.print(
-        f"Training UperNet + {args.backbone if not args.pretrained_backbone else args.pretrained_backbone}: "
-        f"{len(train_set)} training / {len(validation_set)} validation images of {data.source} ({data.layout}"
-        f"{', labels reduced' if data.reduce_labels else ''}), {len(id2label)} classes, {max_train_steps} steps."
+    def save_final(trained, folder: Path, results: dict) -> Path:
+        return save_segmentation_model(trained, folder, image_processor, metrics=results)
+
+    source = args.pretrained_backbone or args.backbone
+    return train_dense_model(
+        args,
+        accelerator,
+        model,
+        train_loader,
+        train_sampler,
+        epoch_datasets=[train_folder],
+        compute_loss=lambda model, batch: model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss,
+        evaluate=lambda prepared_model: evaluate_segmentation(
+            prepared_model, validation_loader, accelerator, args.ignore_index
+        ),
+        metric_name="mean_iou",
+        save_final=save_final,
+        description=(
+            f"Training UperNet + {source}: {len(train_set)} training / {len(validation_set)} validation images, "
+            f"{len(id2label)} classes"
+        ),
+        head_lr_multiplier=args.head_lr_multiplier,
     )
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            accelerator, str(output_dir), {**progress, "setup": setup}, total_limit=args.checkpoints_total_limit
-        )
-
-    step, metrics, start = progress["completed_steps"], {}, time.time()
-    model.train()
-    while step < max_train_steps:
-        epoch, skip = progress["epoch"], progress["batches_in_epoch"]
-        train_sampler.set_epoch(epoch)
-        train_folder.set_epoch(epoch)
-        train_loader.set_epoch(epoch)  # Accelerate's loader sets its sampler's epoch from its own counter
-        loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-        for batch in loader:
-            progress["batches_in_epoch"] += 1
-            with accelerator.accumulate(model):
-                loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
-                accelerator.backward(loss)
-                if args.max_grad_norm is not None and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            progress["completed_steps"] = step
-            loss_value = accelerator.gather(loss.detach()).mean().item()
-            record = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0]}
-            if log_file is not None:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            if args.report_to:
-                accelerator.log({"train/loss": loss_value, "train/lr": record["lr"]}, step=step)
-            if step % args.logging_steps == 0 or step == 1:
-                accelerator.print(f"step {step}/{max_train_steps} loss {loss_value:.4f} ({time.time() - start:.0f}s)")
-            if args.eval_steps and step % args.eval_steps == 0 and step < max_train_steps:
-                metrics = evaluate_segmentation(model, validation_loader, accelerator, args.ignore_index)
-                accelerator.print(f"step {step}: mean IoU {metrics['mean_iou']:.4f}")
-                if args.report_to:
-                    accelerator.log({"eval/mean_iou": metrics["mean_iou"]}, step=step)
-            stop_now = args.stop_after_steps is not None and args.stop_after_steps <= step < max_train_steps
-            if (args.checkpointing_steps and step % args.checkpointing_steps == 0) or stop_now:
-                checkpoint()
-            if stop_now:
-                if log_file is not None:
-                    log_file.close()
-                accelerator.print(f"Stopped after step {step} as asked; continue with --resume_from_checkpoint latest.")
-                accelerator.wait_for_everyone()
-                accelerator.end_training()
-                return {"step": step, "stopped_early": True}
-            if step >= max_train_steps:
-                break
-        if progress["batches_in_epoch"] >= batches_per_epoch:
-            progress["epoch"], progress["batches_in_epoch"] = epoch + 1, 0
-    if args.checkpointing_steps and not (output_dir / "checkpoints" / f"step_{step}").is_dir():
-        checkpoint()  # the end of training: resuming a finished run only re-evaluates and saves
-
-    metrics = evaluate_segmentation(model, validation_loader, accelerator, args.ignore_index)
-    accelerator.print(
-        f"Final: mean IoU {metrics['mean_iou']:.4f}, mean accuracy {metrics['mean_accuracy']:.4f}, "
-        f"pixel accuracy {metrics['overall_accuracy']:.4f}"
-    )
-    results = {"step": step, "train_runtime_s": time.time() - start, **{f"eval_{k}": v for k, v in metrics.items()}}
-    if args.report_to:
-        accelerator.log({"eval/mean_iou": metrics["mean_iou"]}, step=step)
-        accelerator.end_training()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        log_file.close()
-        model_dir = output_dir / "model"
-        save_segmentation_model(accelerator.unwrap_model(model), model_dir, image_processor, metrics=results)
-        (output_dir / "all_results.json").write_text(json.dumps(to_jsonable(results), indent=2) + "\n")
-        accelerator.print(f"Saved the model to {model_dir}")
-    return results
-
 
 if __name__ == "__main__":
     main()
