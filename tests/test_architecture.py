@@ -33,6 +33,8 @@ ENTRY_POINTS = {
     "soft-push",
     "soft-benchmark",
     "soft-make-scenes",
+    "soft-train-detection",
+    "soft-train-segmentation",
 }
 
 
