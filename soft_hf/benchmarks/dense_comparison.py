@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--num_val", type=int, default=200)
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--detection_steps", type=int, default=300)
+    parser.add_argument("--detection_steps", type=int, default=350)
     parser.add_argument("--segmentation_steps", type=int, default=200)
     parser.add_argument("--detection_learning_rate", type=float, default=4e-4)
     parser.add_argument("--segmentation_learning_rate", type=float, default=4e-4)
