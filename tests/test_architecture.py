@@ -22,10 +22,13 @@ ALLOWED = {
     "soft_hf.hub": {"soft_hf.models"},
     "soft_hf.conversion": {"soft_hf.models", "soft_hf.hub"},
     "soft_hf.tasks": {"soft_hf", "soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion"},
-    "soft_hf.benchmarks": {"soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion"},
+    "soft_hf.deployment": {"soft_hf.models", "soft_hf.hub"},
+    "soft_hf.benchmarks": {"soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion", "soft_hf.deployment"},
 }
 ROOT_ALLOWED = {"soft_hf.models", "soft_hf.hub", "soft_hf.conversion"}
-ENTRY_POINTS = {"soft-train", "soft-evaluate", "soft-predict", "soft-convert", "soft-push", "soft-benchmark"}
+ENTRY_POINTS = {
+    "soft-train", "soft-evaluate", "soft-predict", "soft-convert", "soft-push", "soft-benchmark", "soft-export-onnx"
+}
 
 
 def module_name(path: Path) -> str:
