@@ -137,7 +137,10 @@ def test_max_landmarks_exports_for_one_fixed_size_and_onnx_runtime_rejects_other
     model = random_model(small_config(max_landmarks=16))
     with pytest.raises(OnnxExportError, match="max_landmarks=16 pools"):
         export_onnx(model, tmp_path / "bounded.onnx")
+    model.train()  # exported and checked in eval mode, then given back in training mode
     report = export_onnx(model, tmp_path / "bounded.onnx", fixed_size=True, height=288, width=320)
+    assert model.training and all(check["passed"] for check in report.checks)
+    model.eval()
     assert report.fixed_size == (288, 320) and report.dynamic_axes == {"pixel_values": {0: "batch"}}
     assert graph_input_dims(tmp_path / "bounded.onnx") == ["batch", 3, 288, 320]
     differences = differences_to_eager(tmp_path / "bounded.onnx", model, [(1, 3, 288, 320), (8, 3, 288, 320)])
@@ -238,6 +241,8 @@ def test_bad_inputs_are_refused_with_clear_errors(tmp_path):
         export_onnx(model, tmp_path / "model.onnx", task="backbone")
     with pytest.raises(OnnxExportError, match="below the smallest size of a dynamic-size graph"):
         export_onnx(model, tmp_path / "model.onnx", height=48, width=224)
+    with pytest.raises(OnnxExportError, match="out_features chooses the outputs of task 'backbone'"):
+        export_onnx(model, tmp_path / "model.onnx", out_features=["stage4"])
     with pytest.raises(OnnxExportError, match="expects a SOFT model, an exported folder or a Hub id; got int"):
         export_onnx(3, tmp_path / "model.onnx")
 

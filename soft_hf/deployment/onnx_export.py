@@ -45,7 +45,12 @@ import torch
 from torch import nn
 
 from ..models.soft.configuration_soft import SoftConfig
-from ..models.soft.modeling_soft import SoftBackbone, SoftForImageClassification, minimum_image_size, stage_spatial_sizes
+from ..models.soft.modeling_soft import (
+    SoftBackbone,
+    SoftForImageClassification,
+    minimum_image_size,
+    stage_spatial_sizes,
+)
 from ..models.soft.soft_attention import AUTO_NEWTON_MAX_LANDMARKS
 
 
@@ -167,7 +172,9 @@ def load_soft_model(model_or_path, task: str, out_features: Sequence[str] | None
         raise OnnxExportError(f"Cannot load {source} as a {expected}: {error}") from error
     if loading_info.get("missing_keys"):
         missing = sorted(loading_info["missing_keys"])
-        hint = " (a backbone checkpoint has no classification head: use task='backbone')" if task == "classification" else ""
+        hint = ""
+        if task == "classification":
+            hint = " (a backbone checkpoint has no classification head: use task='backbone')"
         raise OnnxExportError(
             f"{source} lacks weights of the {expected}{hint}: {missing[:5]}" + (" ..." if len(missing) > 5 else "")
         )
@@ -332,7 +339,9 @@ def write_onnx_atomically(
     import onnx_ir as ir
 
     parent = output.parent
-    use_external = external_data if external_data is not None else _initializer_bytes(model) > INLINE_WEIGHTS_LIMIT_BYTES
+    use_external = external_data
+    if use_external is None:
+        use_external = _initializer_bytes(model) > INLINE_WEIGHTS_LIMIT_BYTES
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
     try:
         staged = staging / output.name
@@ -377,38 +386,36 @@ def export_program_to_onnx(
     and by the benchmark for its peers. Returns the path, the opset, the external-data name and the checks."""
     _require_onnx_packages()
     output = _check_output_path(output)
-    was_training = module.training
-    module.eval()
+    training_modes = {submodule: submodule.training for submodule in module.modules()}
+    module.eval()  # also while `check` compares with eager
     try:
         exported = trace_for_onnx(module, example, dynamic_dims, allowed_guards)
-        with torch.no_grad():
-            program = torch.onnx.export(
-                exported,
-                (example,),
-                input_names=[INPUT_NAME],
-                output_names=list(output_names),
-                opset_version=opset,
-                dynamo=True,
-                verbose=False,
-            )
-    except OnnxExportError:
-        raise
-    except Exception as error:
-        if "DispatchError" in type(error).__name__ or "No ONNX function found" in str(error):
-            raise OnnxExportError(f"An operation of the model has no ONNX equivalent:\n{error}") from error
-        raise
+        try:
+            with torch.no_grad():
+                program = torch.onnx.export(
+                    exported,
+                    (example,),
+                    input_names=[INPUT_NAME],
+                    output_names=list(output_names),
+                    opset_version=opset,
+                    dynamo=True,
+                    verbose=False,
+                )
+        except Exception as error:
+            if "DispatchError" in type(error).__name__ or "No ONNX function found" in str(error):
+                raise OnnxExportError(f"An operation of the model has no ONNX equivalent:\n{error}") from error
+            raise
+        model = program.model
+        (placeholder,) = [node for node in exported.graph.nodes if node.op == "placeholder" and node.name == INPUT_NAME]
+        input_shape = placeholder.meta["val"].shape  # symbolic sizes, e.g. (s77, 3, s53, s12)
+        symbols = {str(input_shape[axis]): name for axis, name in DYNAMIC_AXES.items() if axis in dynamic_dims}
+        _rename_symbolic_dims(model, symbols)
+        model.metadata_props.update({key: str(value) for key, value in (metadata or {}).items()})
+        data_name, checks = write_onnx_atomically(model, output, external_data=external_data, check=check)
     finally:
-        module.train(was_training)
-    model = program.model
-    placeholder = next(node for node in exported.graph.nodes if node.op == "placeholder" and node.name == INPUT_NAME)
-    symbols = {
-        str(placeholder.meta["val"].shape[axis]): name for axis, name in DYNAMIC_AXES.items() if axis in dynamic_dims
-    }
-    _rename_symbolic_dims(model, symbols)
-    model.metadata_props.update({key: str(value) for key, value in (metadata or {}).items()})
-    data_name, checks = write_onnx_atomically(model, output, external_data=external_data, check=check)
-    opset_used = model.opset_imports.get("", opset)
-    return output, opset_used, data_name, checks
+        for submodule, training in training_modes.items():
+            submodule.training = training
+    return output, model.opset_imports.get("", opset), data_name, checks
 
 
 def _check_output_path(output: str | os.PathLike) -> Path:
@@ -530,6 +537,8 @@ def export_onnx(
         and then writes nothing.
     """
     _check_task(task)
+    if out_features is not None and task != "backbone":
+        raise OnnxExportError("out_features chooses the outputs of task 'backbone'; a classifier outputs its logits.")
     output_path = _check_output_path(output)
     model = load_soft_model(model_or_path, task, out_features)
     config = model.config
@@ -541,7 +550,7 @@ def export_onnx(
         kind = "the model" if fixed_size else "a dynamic-size graph (every landmark map at least 2 x 2)"
         raise OnnxExportError(f"The example size {height}x{width} is below the smallest size of {kind}: {lower} px.")
 
-    wrapper = OnnxOutputs(model, task).eval()
+    wrapper = OnnxOutputs(model, task)
     output_names = ["logits"] if task == "classification" else list(model.out_features)
     dynamic_dims = {0: torch.export.Dim("batch", min=1)}
     if not fixed_size:
@@ -624,9 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Export for inputs of exactly --height x --width (batch stays dynamic); needed for max_landmarks and "
         "inverse_method='auto'.",
     )
-    parser.add_argument("--out-features", nargs="+", default=None, help="Backbone outputs, e.g. stage1 stage2 stage3 stage4.")
+    parser.add_argument(
+        "--out-features", nargs="+", default=None, help="Backbone outputs, e.g. stem stage1 stage2 stage3 stage4."
+    )
     parser.add_argument("--external-data", action="store_true", help="Store the weights in a separate file.")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="Largest difference to eager allowed.")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="Largest difference to eager.")
     return parser
 
 
