@@ -1,6 +1,6 @@
 """ONNX export (issue 12): one graph per model with dynamic batch, height and width reproduces PyTorch eager in ONNX
-Runtime at batch 1 and 8 and at 224x224, 288x320 and 512x512 (SOFT and SOFT-Norm, the official landmark rule), for
-classifiers and backbones; configurations one graph cannot compute are refused; the write is atomic; the command
+Runtime at batch 1 and 8 and at 224x224, 288x320 and 512x512 (converted official SOFT and SOFT-Norm checkpoints, the
+official landmark rule), for classifiers and backbones; configurations one graph cannot compute are refused; the write is atomic; the command
 line and its errors. The export branches of the model are checked against the plain computation in float64.
 
 Each export takes 30-60 s on a 2-core machine, so each exported graph is checked in one test."""
@@ -21,7 +21,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
-from soft_hf import SoftBackbone, SoftConfig, SoftForImageClassification
+from soft_hf import SoftBackbone, SoftConfig, SoftForImageClassification, convert_official_checkpoint
 from soft_hf.deployment import onnx_export
 from soft_hf.deployment.onnx_export import (
     OnnxExportError,
@@ -35,7 +35,7 @@ from soft_hf.deployment.onnx_export import (
 )
 from soft_hf.models.soft.modeling_soft import minimum_image_size, resize_position_embeddings
 
-from conftest import REPO_ROOT
+from conftest import COMPACT_ARCHES, COMPACT_REFERENCE_DIR, REPO_ROOT
 
 
 BATCH_SIZES = (1, 8)
@@ -89,16 +89,19 @@ def graph_input_dims(path: Path) -> list:
 # --- one graph, every size -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", ["soft-tiny", "soft-norm-tiny"])
-def test_one_graph_reproduces_eager_at_every_batch_and_size(tmp_path, preset):
-    model = random_model(small_config(preset))
+@pytest.mark.parametrize("arch,variant", COMPACT_ARCHES)
+def test_one_graph_reproduces_eager_at_every_batch_and_size(tmp_path, arch, variant):
+    """Converted official checkpoints (SOFT and SOFT-Norm, the official strides 8/4/2 and Newton settings)."""
+    model = convert_official_checkpoint(COMPACT_REFERENCE_DIR / f"{arch}.pth", variant=variant).eval()
     report = export_onnx(model, tmp_path / "model.onnx")
     assert report.dynamic_axes == {"pixel_values": {0: "batch", 2: "height", 3: "width"}}
     assert graph_input_dims(tmp_path / "model.onnx") == ["batch", 3, "height", "width"]
     assert all(check["passed"] for check in report.checks) and len(report.checks) == 4
     shapes = [(batch, 3, height, width) for batch in BATCH_SIZES for height, width in SIZES]
-    # and below the declared minimum size (61 px), down to the model's own minimum (29 px)
-    shapes += [(1, 3, minimum_image_size(model.config), 40), (2, 3, 45, minimum_image_size(model.config))]
+    if variant == "plain":  # and below the declared minimum size (61 px), down to the model's own minimum (29 px)
+        # (not SOFT-Norm: with one landmark its official Newton step makes the first step cancel, and rounding decides
+        # the output; there float32 eager differs from float64 eager by up to 5e-2, see docs/performance.md)
+        shapes += [(1, 3, minimum_image_size(model.config), 40), (2, 3, 45, minimum_image_size(model.config))]
     differences = differences_to_eager(tmp_path / "model.onnx", model, shapes)
     assert max(differences.values()) <= TOLERANCE, differences
 
