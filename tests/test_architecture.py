@@ -22,7 +22,15 @@ ALLOWED = {
     "soft_hf.hub": {"soft_hf.models"},
     "soft_hf.conversion": {"soft_hf.models", "soft_hf.hub"},
     "soft_hf.tasks": {"soft_hf", "soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion"},
-    "soft_hf.benchmarks": {"soft_hf.models", "soft_hf.data", "soft_hf.hub", "soft_hf.conversion", "soft_hf.tasks"},
+    "soft_hf.deployment": {"soft_hf.models", "soft_hf.hub"},
+    "soft_hf.benchmarks": {
+        "soft_hf.models",
+        "soft_hf.data",
+        "soft_hf.hub",
+        "soft_hf.conversion",
+        "soft_hf.deployment",
+        "soft_hf.tasks",
+    },
 }
 ROOT_ALLOWED = {"soft_hf.models", "soft_hf.hub", "soft_hf.conversion"}
 ENTRY_POINTS = {
@@ -32,6 +40,7 @@ ENTRY_POINTS = {
     "soft-convert",
     "soft-push",
     "soft-benchmark",
+    "soft-export-onnx",
     "soft-make-scenes",
     "soft-train-detection",
     "soft-train-segmentation",

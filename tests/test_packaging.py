@@ -1,5 +1,5 @@
 """soft-hf installed from its wheel, away from the checkout (what `pip install git+<repo url>` gives): the package
-data is inside, the six `soft-...` commands are installed and run, an official checkpoint converts, and a model
+data is inside, the seven `soft-...` commands are installed and run, an official checkpoint converts, and a model
 exports with its card."""
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 from conftest import COMPACT_REFERENCE_DIR, REPO_ROOT
 
 
-COMMANDS = ("soft-train", "soft-evaluate", "soft-predict", "soft-convert", "soft-push", "soft-benchmark")
+COMMANDS = (
+    "soft-train", "soft-evaluate", "soft-predict", "soft-convert", "soft-push", "soft-benchmark", "soft-export-onnx"
+)
 
 
 def run(command: list[str], cwd: Path, environment: dict[str, str], timeout: float = 300) -> str:

@@ -6,5 +6,7 @@
 - `official_parity`: logits and gradients against the official test vectors;
 - `landmark_accuracy`: accuracy effect of bounded landmarks;
 - `backbone_memory`: peak memory of SoftBackbone at segmentation resolutions;
-- `quantization_agreement`: int8 dynamic quantization against float32.
+- `quantization_agreement`: int8 dynamic quantization against float32;
+- `bf16_agreement`: CPU bfloat16 autocast against float32 (both built on `agreement`);
+- `onnx_exactness`: ONNX Runtime against eager for exported SOFT-Tiny and SOFT-Norm-Tiny at several batches and sizes.
 Benchmarks may import every other part of soft_hf; nothing imports them."""

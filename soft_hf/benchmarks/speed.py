@@ -16,6 +16,13 @@ Sections (all on random weights; variants of one cell alternate repetition by re
 5. `efficiency`: the machine's dense matmul GFLOP/s (PyTorch's default BLAS and, on the CPU, oneDNN) and each model's
    achieved GFLOP/s at 224 px as a fraction of the faster one.
 
+Two sections run only when asked (`--sections onnx bf16`), into their own results file:
+6. `onnx`: SOFT-Tiny and PVTv2-b1 exported to ONNX the same way (`soft_hf.deployment.onnx_export`: dynamic batch,
+   height and width), ONNX Runtime (intra-op threads = physical cores, all graph optimisations) alternated with
+   PyTorch eager at batch 8 and 224 px; images/s, ORT / eager ratios and the largest logit difference.
+7. `bf16`: float32 inference against `torch.autocast("cpu", dtype=torch.bfloat16)` (SOFT keeps its kernel and Newton
+   inverse in float32 inside), batch 8 at 224 px; images/s, ratios and the largest logit difference.
+
 Cells whose estimated time or memory exceeds the limits are skipped and recorded with the estimate (FLOPs and the
 largest tensor come from running the variant on the "meta" device). Results go to `benchmarks/results/` (relative to
 the current folder: run at the root of a checkout to update the committed ones) as JSON and
@@ -27,6 +34,7 @@ Examples (`soft-benchmark` is the same command as `python scripts/benchmark.py`)
     soft-benchmark --device cuda --dtype bfloat16
     soft-benchmark --sections models --sizes 224 512
     soft-benchmark --sections newton_backward        # SOFT-Norm: analytic vs unrolled Newton backward
+    soft-benchmark --sections onnx bf16              # ONNX Runtime and bfloat16 autocast against float32 eager
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ from ..models.soft.soft_attention import (
 
 
 SECTIONS = ("attention", "models", "inverse", "training", "newton_backward", "efficiency")
+# Sections that run only when named in --sections (each writes its own results file).
+OPTIONAL_SECTIONS = ("onnx", "bf16")
+# The models of the ONNX and bfloat16 sections.
+DEPLOYMENT_MODELS = ("soft_tiny", "pvt_v2_b1")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The bound used for "bounded landmarks": the 7 x 7 grid SOFT-Tiny has at its training resolution, so at 224 px the
 # bounded model computes exactly what the official rule computes.
@@ -772,6 +784,144 @@ def run_efficiency_section(settings: Settings, models: dict | None) -> dict:
     return result
 
 
+class LogitsOnly(nn.Module):
+    """A classifier as the function pixel_values -> logits (what is exported and what ONNX Runtime runs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.model, pixel_values)
+
+
+def export_for_onnx_runtime(module: nn.Module, path: Path) -> dict:
+    """Export a benchmarked model to `path` the way `soft-export-onnx` does (dynamic batch, height and width; SOFT
+    through `export_onnx` with its check against eager). Returns what the JSON records about the export."""
+    from ..deployment.onnx_export import EXAMPLE_BATCH_SIZE, export_onnx, export_program_to_onnx
+
+    started = time.perf_counter()
+    if isinstance(module, SoftForImageClassification):
+        report = export_onnx(module, path)
+        record = {"opset": report.opset, "dynamic_axes": report.dynamic_axes["pixel_values"], "checks": report.checks}
+    else:
+        dims = {0: torch.export.Dim("batch", min=1)}
+        dims.update({2: torch.export.Dim("height", min=64), 3: torch.export.Dim("width", min=64)})
+        example = torch.randn(EXAMPLE_BATCH_SIZE, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        _, opset, _, _ = export_program_to_onnx(
+            LogitsOnly(module), example, path, output_names=["logits"], dynamic_dims=dims
+        )
+        record = {"opset": opset, "dynamic_axes": {0: "batch", 2: "height", 3: "width"}}
+    record["export_s"] = time.perf_counter() - started
+    return record
+
+
+def run_onnx_section(settings: Settings) -> dict:
+    """ONNX Runtime against PyTorch eager, alternated in one process, at 224 px."""
+    import tempfile
+
+    import onnxruntime
+
+    from ..deployment.onnx_export import onnxruntime_session, physical_core_count
+
+    batch = 2 if settings.quick else 8
+    threads = physical_core_count()
+    title = f"ONNX Runtime {onnxruntime.__version__} ({threads} intra-op threads) vs eager, 224 px, batch {batch}"
+    print(f"\n== onnx: {title} ==", flush=True)
+    if settings.device.type != "cpu" or settings.dtype != torch.float32:
+        return {"skipped": "the ONNX section compares float32 CPU inference"}
+    pixel_values = torch.randn(batch, 3, 224, 224)
+    runs, labels, results = {}, {}, {"batch": batch, "size": 224, "models": {}}
+    results["ort_session"] = f"CPUExecutionProvider, ORT_ENABLE_ALL graph optimisations, {threads} intra-op threads"
+    results["onnxruntime"] = onnxruntime.__version__
+    results["torch_threads"] = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="soft-benchmark-onnx-") as folder:
+        sessions = {}
+        for name in DEPLOYMENT_MODELS:
+            module = MODEL_VARIANTS[name].build().eval()
+            record = export_for_onnx_runtime(module, Path(folder) / f"{name}.onnx")
+            session = onnxruntime_session(Path(folder) / f"{name}.onnx", threads=threads)
+            sessions[name] = session
+            inputs = {"pixel_values": pixel_values.numpy()}
+            with torch.inference_mode():
+                expected = logits_of(module, pixel_values)
+            record["max_abs_diff_to_eager"] = float((torch.from_numpy(session.run(None, inputs)[0]) - expected).abs().max())
+            results["models"][name] = record
+            runs[f"{name}_eager"] = lambda m=module: run_model_no_grad(m, pixel_values)
+            runs[f"{name}_ort"] = lambda session=session, inputs=inputs: session.run(None, inputs)
+            labels[f"{name}_eager"] = f"{MODEL_VARIANTS[name].label}, PyTorch eager"
+            labels[f"{name}_ort"] = f"{MODEL_VARIANTS[name].label}, ONNX Runtime"
+        timings = time_side_by_side(runs, settings.device, settings.repeats, settings.cell_budget_s)
+    cells = {name: dict(timing, images_per_s=batch / timing["median_s"]) for name, timing in timings.items()}
+    results.update(variants=labels, cells=cells)
+    results["ort_over_eager"] = {
+        name: cells[f"{name}_ort"]["images_per_s"] / cells[f"{name}_eager"]["images_per_s"] for name in DEPLOYMENT_MODELS
+    }
+    print_cells(f"224 px, batch {batch}", cells, labels, per="image", count=batch)
+    for name, ratio in results["ort_over_eager"].items():
+        difference = results["models"][name]["max_abs_diff_to_eager"]
+        print(f"  {MODEL_VARIANTS[name].label}: ONNX Runtime / eager = {ratio:.2f}x, max |logit difference| {difference:.1e}")
+    return results
+
+
+def cpu_bfloat16_support() -> dict:
+    """What this CPU offers bfloat16 matmuls (oneDNN uses AMX or AVX512-BF16 where present; otherwise it converts)."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(next(line for line in handle if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "mkldnn_bf16_supported": bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: None)()),
+    }
+
+
+def run_bf16_section(settings: Settings) -> dict:
+    """float32 inference against bfloat16 autocast on the CPU, alternated in one process, at 224 px."""
+    batch = 2 if settings.quick else 8
+    print(f"\n== bf16: float32 vs torch.autocast('cpu', dtype=torch.bfloat16), 224 px, batch {batch} ==", flush=True)
+    if settings.device.type != "cpu" or settings.dtype != torch.float32:
+        return {"skipped": "the bf16 section compares float32 CPU inference with CPU autocast"}
+    pixel_values = torch.randn(batch, 3, 224, 224)
+    results = {"batch": batch, "size": 224, "cpu": cpu_bfloat16_support(), "models": {}}
+    runs, labels = {}, {}
+
+    def autocast_run(module):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return logits_of(module, pixel_values)
+
+    for name in DEPLOYMENT_MODELS:
+        module = MODEL_VARIANTS[name].build().eval()
+        with torch.inference_mode():
+            expected = logits_of(module, pixel_values)
+        autocast_logits = autocast_run(module)
+        results["models"][name] = {
+            "max_abs_diff_to_float32": float((autocast_logits.float() - expected).abs().max()),
+            "max_abs_logit": float(expected.abs().max()),
+            "logits_dtype_under_autocast": str(autocast_logits.dtype).replace("torch.", ""),
+        }
+        runs[f"{name}_float32"] = lambda m=module: run_model_no_grad(m, pixel_values)
+        runs[f"{name}_bf16_autocast"] = lambda m=module: autocast_run(m)
+        labels[f"{name}_float32"] = f"{MODEL_VARIANTS[name].label}, float32"
+        labels[f"{name}_bf16_autocast"] = f"{MODEL_VARIANTS[name].label}, bf16 autocast"
+    timings = time_side_by_side(runs, settings.device, settings.repeats, settings.cell_budget_s)
+    cells = {name: dict(timing, images_per_s=batch / timing["median_s"]) for name, timing in timings.items()}
+    results.update(variants=labels, cells=cells)
+    results["bf16_over_float32"] = {
+        name: cells[f"{name}_bf16_autocast"]["images_per_s"] / cells[f"{name}_float32"]["images_per_s"]
+        for name in DEPLOYMENT_MODELS
+    }
+    print_cells(f"224 px, batch {batch}", cells, labels, per="image", count=batch)
+    for name, ratio in results["bf16_over_float32"].items():
+        difference = results["models"][name]["max_abs_diff_to_float32"]
+        print(f"  {MODEL_VARIANTS[name].label}: bf16 autocast / float32 = {ratio:.2f}x, max |logit difference| {difference:.2e}")
+    return results
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Reporting
 # ----------------------------------------------------------------------------------------------------------------------
@@ -991,6 +1141,19 @@ def make_plots(results: dict, output_dir: Path, stem: str) -> list[str]:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(str(path))
+    deployment = [name for name in OPTIONAL_SECTIONS if "cells" in results.get(name, {})]
+    if deployment:
+        figure, axes = plt.subplots(1, len(deployment), figsize=(6.5 * len(deployment), 3.5), squeeze=False)
+        for axis, name in zip(axes[0], deployment):
+            section = results[name]
+            cells = section["cells"]
+            axis.barh([section["variants"][key] for key in cells], [cell["images_per_s"] for cell in cells.values()])
+            axis.set_title(f"{name}: images/s (224 px, batch {section['batch']})")
+        figure.tight_layout()
+        path = output_dir / f"{stem}_deployment.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(str(path))
     return written
 
 
@@ -1029,7 +1192,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="Smoke run (~1-2 min): small sizes, few repetitions.")
     parser.add_argument("--device", default="cpu", help="cpu or cuda.")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="Model and input dtype.")
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=list(SECTIONS),
+        choices=SECTIONS + OPTIONAL_SECTIONS,
+        help=f"Sections to run (default: {' '.join(SECTIONS)}; {' and '.join(OPTIONAL_SECTIONS)} only when named).",
+    )
     parser.add_argument("--sizes", nargs="+", type=int, help="Image sides of the models section.")
     parser.add_argument("--tokens", nargs="+", type=int, help="Token counts (square grids) of the attention section.")
     parser.add_argument("--models", nargs="+", choices=sorted(MODEL_VARIANTS), help="Model variants to run.")
@@ -1115,6 +1284,10 @@ def main(argv=None) -> None:
         results["newton_backward"] = run_newton_backward_section(settings)
     if "efficiency" in args.sections:
         results["efficiency"] = run_efficiency_section(settings, results.get("models"))
+    if "onnx" in args.sections:
+        results["onnx"] = run_onnx_section(settings)
+    if "bf16" in args.sections:
+        results["bf16"] = run_bf16_section(settings)
     results["targets"] = evaluate_targets(results)
     results["elapsed_s"] = time.perf_counter() - started
     print_targets(results["targets"])
@@ -1123,7 +1296,7 @@ def main(argv=None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"benchmark_{device.type}_{args.dtype}" + ("_quick" if quick else "")
     if set(args.sections) != set(SECTIONS):  # a partial run does not replace the full run's results
-        stem += "_" + "_".join(section for section in SECTIONS if section in args.sections)
+        stem += "_" + "_".join(section for section in SECTIONS + OPTIONAL_SECTIONS if section in args.sections)
     try:
         results["plots"] = make_plots(results, output_dir, stem)
     except Exception as error:  # the measurements matter more than their pictures

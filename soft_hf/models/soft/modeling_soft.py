@@ -25,6 +25,7 @@ from .soft_attention import (
     activation_for,
     channels_last_map,
     fused_linear,
+    is_concrete_size,
     is_unobserved,
     landmark_grid,
     use_onednn,
@@ -76,7 +77,9 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, height: int, w
     """Resize learned position embeddings `(1, grid * grid, channels)` to `(1, height * width, channels)` bilinearly
     (align_corners=False), as the official forward pass does at every call."""
     grid = int(math.sqrt(position_embeddings.shape[1]))
-    if grid == height and grid == width:
+    # Symbolic sizes (torch.export with dynamic height and width) always interpolate: comparing them would fix the
+    # exported graph to the example's size, and resizing to the same size is the identity (weights 1 and 0).
+    if is_concrete_size(height, width) and grid == height and grid == width:
         return position_embeddings
     channels = position_embeddings.shape[-1]
     position_map = position_embeddings.reshape(1, grid, grid, channels).permute(0, 3, 1, 2)  # (1, C, grid, grid)
@@ -188,12 +191,14 @@ class SoftMlp(nn.Module):
         return max(MLP_MIN_CHUNK_ROWS, MLP_CHUNK_ELEMENTS // self.fc1.out_features)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # The token count is compared last: under torch.export (where `use_onednn` is False) it is symbolic, and
+        # comparing it would bound the exported graph's input size.
         chunked = (
-            hidden_states.numel() // max(hidden_states.shape[-1], 1) > self.rows_per_chunk()
-            and type(self.fc1) is nn.Linear
+            type(self.fc1) is nn.Linear
             and type(self.fc2) is nn.Linear
             and use_onednn(hidden_states, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
             and is_unobserved(self.fc1, self.act, self.activation_dropout, self.fc2, self.dropout)
+            and hidden_states.numel() // max(hidden_states.shape[-1], 1) > self.rows_per_chunk()
         )
         if not chunked:
             hidden_states = self.activation_dropout(fused_linear(self.fc1, hidden_states, self.act))

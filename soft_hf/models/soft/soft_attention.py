@@ -121,6 +121,12 @@ def _onednn_available() -> bool:
 ONEDNN_AVAILABLE = _onednn_available()
 
 
+def is_concrete_size(*sizes) -> bool:
+    """Whether every size is a plain Python int (eager mode), not a symbolic size of `torch.export` / dynamic
+    `torch.compile` tracing, on which a comparison would specialise the traced graph to the example's value."""
+    return all(type(size) is int for size in sizes)
+
+
 def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
     """Whether an op on `inputs` with these `parameters` (weights, biases; None entries are ignored) runs through
     oneDNN's fused kernels: float32 CPU inference (no autograd graph: neither the input nor any parameter needs a
@@ -594,8 +600,13 @@ class SoftSelfAttention(nn.Module):
             # CPU inference: images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses):
             # one chunk for small maps, one image at a time for large ones. No result depends on the chunking.
             step = self.images_per_chunk(query_states, num_landmarks)
-            for start in range(0, max(batch_size, 1), step):
-                chunk = slice(start, start + step)
+            # a symbolic batch size (torch.export) is one chunk: a Python loop over it would fix the graph's batch size
+            chunks = (
+                [slice(start, start + step) for start in range(0, max(batch_size, 1), step)]
+                if is_concrete_size(batch_size, step)
+                else [slice(None)]
+            )
+            for chunk in chunks:
                 # K1 = k(Q / d^(1/4), Q~): (images, heads, seq_len, m), reading Q in place
                 query_kernel = gaussian_kernel(query[chunk], landmarks[chunk], query_scale=self.query_scale)
                 projected = query_kernel.transpose(-1, -2) @ value[chunk]  # K1^T V: (images, heads, m, head_size)
@@ -635,6 +646,7 @@ __all__ = [
     "SoftSelfAttention",
     "fused_linear",
     "is_unobserved",
+    "is_concrete_size",
     "use_onednn",
     "landmark_counts",
     "SoftNewtonInverse",
