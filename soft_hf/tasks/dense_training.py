@@ -25,6 +25,24 @@ from ..hub.export import push_to_hub
 from .checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
 
 
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The backbone flags of the dense-prediction scripts; returns the "model" group for the head's own flags."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--backbone",
+        default="soft-norm-tiny",
+        help="SOFT preset (e.g. soft-norm-small), a SOFT config.json (random init), or pvt_v2_b0/b1/b2.",
+    )
+    model.add_argument(
+        "--pretrained_backbone",
+        help="Saved/exported SOFT model folder or official .pth whose encoder initialises the backbone.",
+    )
+    model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
+    model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
+    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    return model
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, *, learning_rate: float, weight_decay: float) -> None:
     """The optimisation, checkpoint and publishing flags common to the dense-prediction scripts."""
     training = parser.add_argument_group("training")
@@ -292,4 +310,4 @@ def _jsonable(value):
     return value
 
 
-__all__ = ["add_run_arguments", "check_run_arguments", "parameter_groups", "resume", "train_dense_model"]
+__all__ = ["add_backbone_arguments", "add_run_arguments", "check_run_arguments", "parameter_groups", "resume", "train_dense_model"]

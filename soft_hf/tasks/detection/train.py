@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from ...data.detection import CocoDetectionDataset, hub_detection_dataset
 from ...data.sampling import EpochShuffleSampler
 from ...hub.export import export_pretrained, replace_folder
-from ..dense_training import add_run_arguments, check_run_arguments, train_dense_model
+from ..dense_training import add_backbone_arguments, add_run_arguments, check_run_arguments, train_dense_model
 from .rtdetr import (
     DetectionCollator,
     RandomHorizontalFlip,
@@ -62,12 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--no_flip", action="store_true", help="Disable the random horizontal flip.")
     data.add_argument("--num_workers", type=int, default=2)
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default="soft-norm-tiny", help="SOFT preset, SOFT config, or pvt_v2_b0/b1/b2.")
-    model.add_argument("--pretrained_backbone", help="SOFT model folder or official .pth initialising the backbone.")
-    model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
-    model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
-    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    model = add_backbone_arguments(parser)
     model.add_argument("--hidden_size", type=int, default=256, help="RT-DETR d_model (and hybrid-encoder width).")
     model.add_argument("--num_queries", type=int, default=300)
     model.add_argument("--ffn_dim", type=int, default=1024, help="FFN width of the encoder and decoder layers.")

@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ...data.sampling import EpochShuffleSampler
 from ...data.segmentation import DATASET_LAYOUTS, SegmentationData, load_segmentation_data, read_id2label_file
-from ..dense_training import add_run_arguments, check_run_arguments, train_dense_model
+from ..dense_training import add_backbone_arguments, add_run_arguments, check_run_arguments, train_dense_model
 from .upernet import (
     IGNORE_INDEX,
     SegmentationCollator,
@@ -101,19 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--eval_max_size", type=int, default=2048, help="Longer side cap at evaluation.")
     data.add_argument("--num_workers", type=int, default=2)
 
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--backbone",
-        default="soft-norm-tiny",
-        help="SOFT preset (e.g. soft-norm-small), a SOFT config.json (random init), or pvt_v2_b0/b1/b2.",
-    )
-    model.add_argument(
-        "--pretrained_backbone",
-        help="Saved/exported SOFT model folder or official .pth whose encoder initialises the backbone.",
-    )
-    model.add_argument("--official_variant", choices=["plain", "norm"], help="Variant of an official .pth.")
-    model.add_argument("--max_landmarks", type=int, help="Bound the landmarks per SOFT stage (linear memory).")
-    model.add_argument("--drop_path_rate", type=float, default=0.1)
+    model = add_backbone_arguments(parser)
     model.add_argument("--decoder_hidden_size", type=int, default=512)
     model.add_argument("--auxiliary_channels", type=int, default=256)
     model.add_argument("--no_auxiliary_head", action="store_true")
