@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -80,18 +81,14 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def count_parameters(folder: Path) -> tuple[int, int]:
+    """(all parameters, backbone parameters) of a saved model, read from its safetensors header."""
     from safetensors import safe_open
 
-    total = backbone = 0
+    sizes = {}
     with safe_open(str(folder / "model.safetensors"), "pt") as handle:
         for name in handle.keys():
-            count = handle.get_slice(name).get_shape()
-            size = 1
-            for dimension in count:
-                size *= dimension
-            total += size
-            backbone += size if ".backbone." in f".{name}" else 0
-    return total, backbone
+            sizes[name] = math.prod(handle.get_slice(name).get_shape())
+    return sum(sizes.values()), sum(size for name, size in sizes.items() if ".backbone." in f".{name}")
 
 
 def main(argv=None) -> dict:

@@ -286,6 +286,23 @@ def _is_quality_metric(name: str) -> bool:
     return not (name in ("epoch", "step") or name.endswith(("runtime", "_per_second")))
 
 
+def _eval_results(task_type: str, dataset_name: str | None, metric_rows: list[tuple[str, float]]):
+    """model-index entries of the card metadata: only quality metrics measured on a named dataset, else None."""
+    if not (dataset_name and metric_rows):
+        return None
+    return [
+        EvalResult(
+            task_type=task_type,
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            metric_type=name,
+            metric_value=value,
+        )
+        for name, value in metric_rows
+        if _is_quality_metric(name)
+    ] or None
+
+
 def render_model_card(
     config,
     *,
@@ -318,19 +335,7 @@ def render_model_card(
 
     tags = ["image-classification", "vision", "soft", "softmax-free-attention", "custom_code"]
     dataset_ids = list(datasets) if datasets is not None else ([dataset_name] if dataset_name else None)
-    eval_results = None
-    if dataset_name and metric_rows:
-        eval_results = [
-            EvalResult(
-                task_type="image-classification",
-                dataset_type=dataset_name,
-                dataset_name=dataset_name,
-                metric_type=name,
-                metric_value=value,
-            )
-            for name, value in metric_rows
-            if _is_quality_metric(name)
-        ] or None
+    eval_results = _eval_results("image-classification", dataset_name, metric_rows)
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="image-classification" if is_classifier else "image-feature-extraction",
@@ -421,15 +426,7 @@ def render_dense_model_card(
     backbone_title = preset_title(preset) if preset else "SOFT"
     repo_id = repo_id or "<namespace>/<repository>"
     metric_rows = _metric_rows(metrics or {})
-    eval_results = None
-    if dataset_name and metric_rows:
-        eval_results = [
-            EvalResult(
-                task_type=task, dataset_type=dataset_name, dataset_name=dataset_name, metric_type=name, metric_value=value
-            )
-            for name, value in metric_rows
-            if _is_quality_metric(name)
-        ] or None
+    eval_results = _eval_results(task, dataset_name, metric_rows)
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=task,

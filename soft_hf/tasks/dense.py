@@ -4,16 +4,23 @@ Transformers' PVTv2 as the peer they are measured against.
 
 `dense_backbone_config` turns a name into a backbone config with the feature maps a head needs;
 `load_backbone_weights` reads SOFT encoder weights from a saved model folder or an official `.pth` (through the
-official-checkpoint converter), so either head can start from ImageNet weights.
+official-checkpoint converter), so either head can start from ImageNet weights; `save_dense_model` writes a trained
+head atomically (Hub-ready on a SOFT backbone).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
 from transformers import PretrainedConfig, PvtV2Config
 
+from ..hub.export import export_pretrained, replace_folder
 from ..models.soft.configuration_soft import SoftConfig
 from ..models.soft.modeling_soft import SoftBackbone
 
@@ -138,6 +145,62 @@ def dense_backbone_config(
     return backbone_architecture(source, out_features, **overrides)
 
 
+def to_jsonable(value):
+    """Numpy scalars/arrays (and NaN) to plain JSON values."""
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def save_dense_model(model, output_dir, image_processor, metrics: dict | None = None, overwrite: bool = True) -> Path:
+    """Write a dense model, its image processor and `eval_results.json` (`metrics`) to `output_dir` atomically.
+
+    On a SOFT backbone (`soft_rt_detr`, `soft_upernet`) the folder is a Hub-ready export
+    (`soft_hf.hub.export.export_pretrained`: code files, model card, manifest) that loads with
+    `trust_remote_code=True` where soft-hf is not installed; on another backbone (PVTv2: all Transformers) it is
+    `save_pretrained` into a temporary folder beside `output_dir`, then swapped in (`replace_folder`)."""
+    output_dir = Path(output_dir).resolve()
+    metrics = to_jsonable(metrics) if metrics is not None else None
+    with tempfile.TemporaryDirectory() as scratch:
+        results = Path(scratch) / "eval_results.json"
+        if metrics is not None:
+            results.write_text(json.dumps(metrics, indent=2) + "\n")
+        if is_soft_backbone(model.config.backbone_config):
+            extra_files = {"eval_results.json": results} if metrics is not None else {}
+            return export_pretrained(
+                model,
+                output_dir,
+                image_processor=image_processor,
+                metrics=metrics,
+                overwrite=overwrite,
+                extra_files=extra_files,
+            )
+        if output_dir.exists() and not overwrite:
+            raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+        try:
+            model.save_pretrained(staging)
+            if image_processor is not None:
+                image_processor.save_pretrained(staging)
+            if metrics is not None:
+                shutil.copyfile(results, staging / "eval_results.json")
+            replace_folder(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return output_dir
+
+
 __all__ = [
     "DENSE_FEATURES",
     "PVT_V2_PRESETS",
@@ -145,4 +208,6 @@ __all__ = [
     "dense_backbone_config",
     "is_soft_backbone",
     "load_backbone_weights",
+    "save_dense_model",
+    "to_jsonable",
 ]

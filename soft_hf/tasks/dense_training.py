@@ -23,6 +23,7 @@ from transformers import get_scheduler
 
 from ..hub.export import push_to_hub
 from .checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
+from .dense import to_jsonable
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -286,7 +287,7 @@ def train_dense_model(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final_dir = save_final(accelerator.unwrap_model(model), output_dir / "final", results)
-        (output_dir / "all_results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+        (output_dir / "all_results.json").write_text(json.dumps(to_jsonable(results), indent=2) + "\n")
         accelerator.print(f"Saved the model to {final_dir}")
         if args.push_to_hub:
             urls = push_to_hub(final_dir, args.hub_model_id, private=args.hub_private)
@@ -296,18 +297,6 @@ def train_dense_model(
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 __all__ = ["add_backbone_arguments", "add_run_arguments", "check_run_arguments", "parameter_groups", "resume", "train_dense_model"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ...data.detection import CocoDetectionDataset, hub_detection_dataset
 from ...data.sampling import EpochShuffleSampler
-from ...hub.export import export_pretrained, replace_folder
+from ..dense import save_dense_model
 from ..dense_training import add_backbone_arguments, add_run_arguments, check_run_arguments, train_dense_model
 from .rtdetr import (
     DetectionCollator,
@@ -163,7 +162,7 @@ def main(argv=None) -> dict:
 
     def save_final(trained, folder: Path, results: dict) -> Path:
         metrics = {key: value for key, value in results.items() if key.startswith("eval_")}
-        return save_detection_model(trained, folder, image_processor, metrics)
+        return save_dense_model(trained, folder, image_processor, metrics)
 
     source = args.pretrained_backbone or args.backbone
     num_evaluated = len(evaluation_data) if evaluation_indices is None else len(evaluation_indices)
@@ -184,29 +183,6 @@ def main(argv=None) -> dict:
         ),
         backbone_lr_multiplier=args.backbone_lr_multiplier,
     )
-
-
-def save_detection_model(model, output_dir, image_processor, metrics: dict | None = None) -> Path:
-    """Write the detector atomically: a SOFT detector as a Hub-ready export (code files, card, manifest), a PVTv2 one
-    (all Transformers) with `save_pretrained`."""
-    output_dir = Path(output_dir)
-    metrics = json.loads(json.dumps(metrics or {}, default=float))
-    if model.config.model_type == "soft_rt_detr":
-        return export_pretrained(model, output_dir, image_processor=image_processor, metrics=metrics, overwrite=True)
-    import shutil
-    import tempfile
-
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        model.save_pretrained(staging)
-        image_processor.save_pretrained(staging)
-        (staging / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        replace_folder(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ names this module re-exports for existing imports.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,12 +32,11 @@ from ...data.segmentation import (  # noqa: F401  (re-exported: the data once li
     read_mask,
     reduce_labels,
 )
-from ...hub.export import export_pretrained, replace_folder
 from ...models.soft.configuration_soft import SoftConfig
 from ...models.soft.configuration_soft_dense import SoftUperNetConfig
 from ...models.soft.modeling_soft import minimum_image_size
 from ...models.soft.modeling_soft_dense import SoftUperNetForSemanticSegmentation
-from ..dense import DENSE_FEATURES, dense_backbone_config, is_soft_backbone, load_backbone_weights
+from ..dense import DENSE_FEATURES, dense_backbone_config, is_soft_backbone, load_backbone_weights, save_dense_model
 
 
 # The four pyramid levels UperNet consumes (strides 4, 8, 16, 32).
@@ -161,60 +157,11 @@ def save_segmentation_model(
     metrics: dict | None = None,
     overwrite: bool = True,
 ) -> Path:
-    """Write model, image processor and metrics (`eval_results.json`) to `output_dir` atomically: everything goes to
-    a temporary folder beside it that replaces `output_dir` once complete (`soft_hf.hub.export.replace_folder`).
-
-    A UperNet on SOFT is written as a Hub-ready export (`soft_hf.hub.export.export_pretrained`: code files, model card,
-    manifest), so it loads with `trust_remote_code=True` where soft_hf is not installed."""
-    output_dir = Path(output_dir).resolve()
-    if is_soft_backbone(model.config.backbone_config):
-        extra_files = {}
-        with tempfile.TemporaryDirectory() as scratch:
-            if metrics is not None:
-                results = Path(scratch) / "eval_results.json"
-                results.write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
-                extra_files["eval_results.json"] = results
-            if image_processor is None:
-                image_processor = segmentation_image_processor()
-            return export_pretrained(
-                model,
-                output_dir,
-                image_processor=image_processor,
-                metrics=to_jsonable(metrics) if metrics is not None else None,
-                overwrite=overwrite,
-                extra_files=extra_files,
-            )
-    if output_dir.exists() and not overwrite:
-        raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        model.save_pretrained(staging)
-        if image_processor is not None:
-            image_processor.save_pretrained(staging)
-        if metrics is not None:
-            (staging / "eval_results.json").write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
-        replace_folder(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
-
-
-def to_jsonable(value):
-    """Numpy scalars/arrays (and NaN) to plain JSON values."""
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return None if math.isnan(value) else value
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    """Write model, image processor (default: `segmentation_image_processor()`) and metrics (`eval_results.json`) to
+    `output_dir` atomically; a UperNet on SOFT as a Hub-ready export (`soft_hf.tasks.dense.save_dense_model`)."""
+    if image_processor is None:
+        image_processor = segmentation_image_processor()
+    return save_dense_model(model, output_dir, image_processor, metrics=metrics, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
