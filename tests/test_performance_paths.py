@@ -20,8 +20,8 @@ from soft_hf.models.soft.soft_attention import (
     ONEDNN_AVAILABLE,
     GELU_CHUNK_ELEMENTS,
     FastGELUTanh,
+    OneDNNLinearFunction,
     SoftSelfAttention,
-    TanhGELUFunction,
     cholesky_inverse_spd,
     fused_linear,
     gaussian_kernel,
@@ -66,7 +66,7 @@ def test_fast_tanh_gelu_equals_torch_tanh_gelu(dtype, tolerance, numel):
 
 def test_fast_tanh_gelu_gradient():
     inputs = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(TanhGELUFunction.apply, (inputs,))
+    assert torch.autograd.gradcheck(FastGELUTanh(), (inputs,))
     FastGELUTanh()(inputs).sum().backward()
     expected = torch.autograd.grad(F.gelu(inputs, approximate="tanh").sum(), inputs)[0]
     torch.testing.assert_close(inputs.grad, expected, rtol=1e-12, atol=1e-12)
@@ -138,11 +138,106 @@ def test_fused_linear_matches_nn_linear_with_and_without_fused_activation(activa
         handle = layer.register_forward_hook(lambda *args: None)  # an observed layer is called, on PyTorch's kernel
         assert onednn_op_calls(lambda: fused_linear(layer, inputs)) == {}
         handle.remove()
-    # with autograd: PyTorch's kernels, exact, and gradients flow
+    # with autograd: the GEMM runs on oneDNN too (OneDNNLinearFunction), the activation module is called after it
     output = fused_linear(layer, inputs, activation)
-    assert output.requires_grad and onednn_op_calls(lambda: fused_linear(layer, inputs)) == {}
+    assert output.requires_grad and onednn_op_calls(lambda: fused_linear(layer, inputs)) == {
+        "mkldnn::_linear_pointwise": 1
+    }
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
     output.sum().backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+
+
+# --- oneDNN training GEMMs --------------------------------------------------------------------------------------------
+
+
+@needs_onednn
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("trainable", ["all", "input_only", "weight_only"])
+def test_training_linear_on_onednn_equals_f_linear(with_bias, trainable):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 96, bias=with_bias)
+    layer.requires_grad_(trainable != "input_only")
+    # a strided (transposed) 3-D input, as the attention's reshapes can give
+    inputs = torch.randn(37, 2, 48).transpose(0, 1).requires_grad_(trainable != "weight_only")
+    grad_output = torch.randn(2, 37, 96)
+    leaves = [tensor for tensor in (inputs, layer.weight, layer.bias) if tensor is not None and tensor.requires_grad]
+
+    calls = onednn_op_calls(lambda: fused_linear(layer, inputs).backward(grad_output))
+    # one GEMM forward, and one more for the input gradient when the input needs one
+    assert calls == {"mkldnn::_linear_pointwise": 1 + int(inputs.requires_grad)}
+    output = fused_linear(layer, inputs)
+    assert output.grad_fn is not None and "OneDNNLinearFunction" in output.grad_fn.next_functions[0][0].name()
+    grads = torch.autograd.grad(output, leaves, grad_output)
+    expected_output = F.linear(inputs, layer.weight, layer.bias)
+    expected_grads = torch.autograd.grad(expected_output, leaves, grad_output)
+    torch.testing.assert_close(output, expected_output, rtol=1e-5, atol=1e-5)
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_training_linear_on_onednn_supports_double_backward():
+    torch.manual_seed(0)
+    inputs = torch.randn(5, 7, requires_grad=True)
+    weight, bias = torch.randn(3, 7, requires_grad=True), torch.randn(3, requires_grad=True)
+
+    def input_gradient_penalty(linear):
+        (grad_inputs,) = torch.autograd.grad(linear(inputs, weight, bias).square().sum(), inputs, create_graph=True)
+        return torch.autograd.grad(grad_inputs.square().sum(), (inputs, weight, bias))
+
+    for actual, expected in zip(
+        input_gradient_penalty(OneDNNLinearFunction.apply), input_gradient_penalty(F.linear)
+    ):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_training_linear_falls_back_under_functorch_and_float64():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 4)
+    inputs = torch.randn(3, 6)
+    params = dict(layer.named_parameters())
+
+    def loss(params, inputs):
+        return torch.func.functional_call(layer, params, (inputs,)).square().sum()
+
+    # torch.func transforms see no custom Function: the module's own kernels run, the gradient is the plain one
+    calls = onednn_op_calls(lambda: torch.func.grad(lambda p: loss(p, inputs))(params))
+    assert calls == {}
+    actual = torch.func.grad(lambda p: loss(p, inputs))(params)
+    expected = torch.autograd.grad(F.linear(inputs, layer.weight, layer.bias).square().sum(), (layer.weight, layer.bias))
+    torch.testing.assert_close(actual["weight"], expected[0])
+    layer64 = torch.nn.Linear(6, 4).double()
+    assert onednn_op_calls(lambda: fused_linear(layer64, inputs.double().requires_grad_()).sum().backward()) == {}
+
+
+@needs_onednn
+@pytest.mark.parametrize("normalization", ["none", "symmetric"])
+def test_training_step_on_onednn_gives_the_plain_gradients(normalization):
+    """A whole training step (float32) with the oneDNN GEMMs gives the gradients of the plain PyTorch computation,
+    in-place residual adds into their outputs included."""
+    model = tiny_model(normalization=normalization).train()
+    pixel_values = torch.randn(2, 3, 64, 80)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss = model(pixel_values).logits.square().sum()
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    calls = onednn_op_calls(step)
+    num_linear = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    # every linear layer but the (called) classifier, forward and input gradient
+    assert calls == {"mkldnn::_linear_pointwise": 2 * (num_linear - 1)}
+    torch.manual_seed(1)
+    loss, grads = step()
+    with torch.backends.mkldnn.flags(enabled=False):
+        torch.manual_seed(1)
+        expected_loss, expected_grads = step()
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-5)
+    for name, expected in expected_grads.items():
+        torch.testing.assert_close(grads[name], expected, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_fold_batch_norm_is_exact_in_float64():

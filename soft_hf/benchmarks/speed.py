@@ -668,7 +668,9 @@ def run_training_section(settings: Settings, variant_names: list[str]) -> dict:
     timings = time_side_by_side(runs, settings.device, settings.repeats, settings.cell_budget_s)
     cells = {}
     for name, timing in timings.items():
-        cells[name] = dict(timing, images_per_s=batch / timing["median_s"])
+        # the activation memory of the step: what autograd keeps from the forward pass for the backward pass
+        saved = saved_for_backward_bytes(lambda module=modules[name]: logits_of(module, pixel_values))
+        cells[name] = dict(timing, images_per_s=batch / timing["median_s"], saved_for_backward_bytes=saved)
     labels_by_name = {name: MODEL_VARIANTS[name].label for name in variant_names}
     print_cells(f"224 px, batch {batch}", cells, labels_by_name, per="image", count=batch)
     return {"batch": batch, "variants": labels_by_name, "cells": cells}
@@ -941,6 +943,8 @@ def print_cells(title: str, cells: dict, labels: dict, per: str, count: int) -> 
             line += f"  {cell['median_s'] / count * 1e9:9.1f} ns/token"
         if cell.get("minor_page_faults_median") is not None:
             line += f"  {cell['minor_page_faults_median']:8.0f} faults"
+        if "saved_for_backward_bytes" in cell:
+            line += f"  saved for backward {cell['saved_for_backward_bytes'] / 2**20:7.1f} MiB"
         memory = cell.get("memory", {})
         if "peak_bytes" in memory:
             line += f"  peak {memory['peak_bytes'] / 2**20:9.1f} MiB"
@@ -955,7 +959,7 @@ def _cell(results: dict, section: str, key: str, name: str) -> dict | None:
 
 
 def evaluate_targets(results: dict) -> list[dict]:
-    """Each target of issue 6 as a ratio of two measurements from this run."""
+    """Each target of issues 6 and 12 as a ratio of two measurements from this run."""
     targets = []
 
     def add(description, threshold, comparison, compute):
@@ -982,6 +986,9 @@ def evaluate_targets(results: dict) -> list[dict]:
     def attention_per_token(tokens, name):
         return _cell(results, "attention", str(tokens), name)["time_per_token_ns"]
 
+    def training_images_per_s(name):
+        return results["training"]["cells"][name]["images_per_s"]
+
     def memory_per_pixel(size, name):
         return _cell(results, "models", str(size), name)["memory"]["bytes_per_pixel"]
 
@@ -992,6 +999,18 @@ def evaluate_targets(results: dict) -> list[dict]:
     add(
         "224 px fp32 eager, official rule: SOFT-Tiny images/s / PVTv2-b1",
         1.5, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "pvt_v2_b1"),
+    )  # fmt: skip
+    add(
+        "224 px fp32 eager, official rule: SOFT-Tiny images/s / ViT DeiT-Tiny size",
+        1.0, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "vit_tiny"),
+    )  # fmt: skip
+    add(
+        "training step 224 px fp32: SOFT-Tiny images/s / official-forward transcription",
+        1.5, ">=", lambda: training_images_per_s("soft_tiny") / training_images_per_s("official_forward"),
+    )  # fmt: skip
+    add(
+        "training step 224 px fp32: SOFT-Tiny images/s / PVTv2-b1",
+        1.5, ">=", lambda: training_images_per_s("soft_tiny") / training_images_per_s("pvt_v2_b1"),
     )  # fmt: skip
     add(
         "bounded landmarks: time per pixel at 2048 px / at 224 px",

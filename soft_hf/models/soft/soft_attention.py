@@ -63,31 +63,11 @@ def _tanh_gelu_into(inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return output
 
 
-class TanhGELUFunction(torch.autograd.Function):
-    """The tanh-approximated GELU written as x * sigmoid(2u): the same function as `F.gelu(approximate="tanh")`, but on
-    the CPU `sigmoid` is several times cheaper than the vectorised `tanh`. Only the input is saved for backward."""
-
-    @staticmethod
-    def forward(ctx, inputs: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(inputs)
-        return _tanh_gelu_into(inputs, torch.empty_like(inputs, memory_format=torch.contiguous_format))
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        (inputs,) = ctx.saved_tensors
-        inputs_squared = inputs.square()
-        gate = (inputs_squared * _GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(inputs).sigmoid_()  # s
-        slope = inputs_squared.mul_(3.0 * _GELU_SIGMOID_CUBIC).add_(_GELU_SIGMOID_LINEAR).mul_(inputs)  # x z'(x)
-        # d/dx [x s(z(x))] = s + x z'(x) s (1 - s)
-        derivative = gate.neg().add_(1.0).mul_(gate).mul_(slope).add_(gate)
-        return derivative.mul_(grad_output)
-
-
 class FastGELUTanh(nn.Module):
-    """`gelu_pytorch_tanh` computed as x * sigmoid(2u) in cache-sized chunks on contiguous float32/float64 CPU tensors
-    (several times faster there than `torch.tanh`); elsewhere (GPU, half precision, `torch.compile`) the fused
-    `F.gelu(approximate="tanh")` is used. The input is never written to."""
+    """`gelu_pytorch_tanh`. CPU inference on contiguous float32/float64 tensors computes it as x * sigmoid(2u) in
+    cache-sized chunks (on small maps faster there than the vectorised `tanh`); everything else, training included,
+    runs the fused `F.gelu(approximate="tanh")`, whose autograd backward (`gelu_backward`, one pass over the saved
+    input) is several times faster than an element-wise formula of the derivative. The input is never written to."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if (
@@ -95,10 +75,9 @@ class FastGELUTanh(nn.Module):
             or inputs.device.type != "cpu"
             or inputs.dtype not in (torch.float32, torch.float64)
             or not inputs.is_contiguous()
+            or (torch.is_grad_enabled() and inputs.requires_grad)
         ):
             return F.gelu(inputs, approximate="tanh")
-        if torch.is_grad_enabled() and inputs.requires_grad:
-            return TanhGELUFunction.apply(inputs)
         return _tanh_gelu_into(inputs, torch.empty_like(inputs))
 
 
@@ -127,15 +106,16 @@ def is_concrete_size(*sizes) -> bool:
     return all(type(size) is int for size in sizes)
 
 
-def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
+def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None, allow_grad: bool = False) -> bool:
     """Whether an op on `inputs` with these `parameters` (weights, biases; None entries are ignored) runs through
-    oneDNN's fused kernels: float32 CPU inference (no autograd graph: neither the input nor any parameter needs a
-    gradient), eager mode, `torch.backends.mkldnn.enabled`. PyTorch's eager `F.linear` calls the BLAS library (MKL)
-    instead, whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set
+    oneDNN's kernels: float32 CPU tensors, eager mode, `torch.backends.mkldnn.enabled`, and no autograd graph (neither
+    the input nor any parameter needs a gradient) unless `allow_grad` (ops with a backward of their own,
+    `OneDNNLinearFunction`; never under functorch transforms). PyTorch's eager `F.linear` calls the BLAS library
+    (MKL) instead, whose float32 GEMM takes its AVX2 path on AMD processors; oneDNN dispatches on the instruction set
     (AVX-512 on Zen 4/5) and ran 2.3x faster on the benchmark machine (`scripts/benchmark.py`, section "efficiency"),
-    and it applies a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel. Everything else
-    (autograd, half precision, autocast, GPUs, `torch.compile`, tracing, `torch.backends.mkldnn.flags(enabled=False)`)
-    runs the ordinary PyTorch modules."""
+    and in inference it applies a following GELU/ReLU (and the folded eval-mode BatchNorm) inside the same kernel.
+    Everything else (half precision, autocast, GPUs, `torch.compile`, tracing,
+    `torch.backends.mkldnn.flags(enabled=False)`) runs the ordinary PyTorch modules."""
     parameters = [parameter for parameter in parameters if parameter is not None]
     needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in parameters))
     return (
@@ -144,12 +124,40 @@ def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
         and inputs.dtype == torch.float32
         and inputs.device.type == "cpu"
         and all(parameter.dtype == torch.float32 and parameter.device.type == "cpu" for parameter in parameters)
-        and not needs_grad
+        and (not needs_grad or (allow_grad and not torch._C._are_functorch_transforms_active()))
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()
         and not torch.jit.is_scripting()
     )
+
+
+class OneDNNLinearFunction(torch.autograd.Function):
+    """`F.linear(inputs, weight, bias)` for float32 CPU training: the forward GEMM and the input gradient
+    dL/dx = dL/dy W run on oneDNN (see `use_onednn`), the weight gradient dL/dW = (dL/dy)^T x on PyTorch's `mm`
+    (it reads both activations transposed, which oneDNN's linear would first copy), dL/db = sum of dL/dy. The same
+    function and gradients as `F.linear` up to float32 rounding (tested), double backward included; autograd saves the
+    same two tensors as for `F.linear`."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """`rows` `(tokens, in_features)` -> `(tokens, out_features)`, a tensor of its own (not a view), so callers
+        may add into it in place."""
+        ctx.save_for_backward(rows, weight)
+        return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        # written with differentiable ops (this Function included), so double backward (create_graph=True) works
+        rows, weight = ctx.saved_tensors
+        grad_rows = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = OneDNNLinearFunction.apply(grad_output, weight.t(), None)  # dL/dy W: (tokens, in_features)
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_output.t().mm(rows)  # (out_features, in_features)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum(0)
+        return grad_rows, grad_weight, grad_bias
 
 
 def _global_module_hooks_present() -> bool:
@@ -193,12 +201,24 @@ def is_plain_unobserved_conv(conv: nn.Module, inputs: torch.Tensor) -> bool:
 
 
 def fused_linear(linear: nn.Module, inputs: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
-    """`activation(linear(inputs))` (or `linear(inputs)`), computed by oneDNN's GEMM with the GELU fused in when the
-    layer is a plain `nn.Linear`, `use_onednn` allows it and nothing observes the modules (`is_unobserved`); otherwise
-    the modules are called. Both give the same function (tested). A GELU (`FastGELUTanh`, or Transformers' exact
+    """`activation(linear(inputs))` (or `linear(inputs)`), computed by oneDNN's GEMM when the layer is a plain
+    `nn.Linear`, `use_onednn` allows it and nothing observes the modules (`is_unobserved`); otherwise the modules are
+    called. In inference the GELU is fused into the GEMM; in training the GEMM is `OneDNNLinearFunction` and the
+    activation module is called on its output. Both give the same function (tested). A GELU (`FastGELUTanh`, or Transformers' exact
     `GELUActivation`) fuses as a post-op of the GEMM; any other activation is called after it."""
-    if not (type(linear) is nn.Linear and use_onednn(inputs, linear.weight, linear.bias) and is_unobserved(linear)):
+    if not (
+        type(linear) is nn.Linear
+        and use_onednn(inputs, linear.weight, linear.bias, allow_grad=True)
+        and is_unobserved(linear)
+    ):
         outputs = linear(inputs)
+        return outputs if activation is None else activation(outputs)
+    if torch.is_grad_enabled() and (inputs.requires_grad or linear.weight.requires_grad or (
+        linear.bias is not None and linear.bias.requires_grad
+    )):
+        # training: oneDNN's GEMM with a backward of its own; the activation is called (autograd keeps its input)
+        rows = inputs.reshape(-1, inputs.shape[-1])  # (tokens, in_features)
+        outputs = OneDNNLinearFunction.apply(rows, linear.weight, linear.bias).view(*inputs.shape[:-1], -1)
         return outputs if activation is None else activation(outputs)
     gelu = onednn_gelu_algorithm(activation) if activation is not None else None
     if gelu is not None and is_unobserved(activation):
@@ -648,10 +668,10 @@ __all__ = [
     "is_unobserved",
     "is_concrete_size",
     "use_onednn",
+    "OneDNNLinearFunction",
     "landmark_counts",
     "SoftNewtonInverse",
     "FastGELUTanh",
-    "TanhGELUFunction",
     "activation_for",
     "cholesky_inverse_spd",
     "gaussian_kernel",
