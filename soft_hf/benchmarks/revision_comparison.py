@@ -5,6 +5,11 @@ two are timed alternately repetition by repetition with `soft_hf.benchmarks.spee
 the machine hit both alike; the ratio is what counts, not the absolute rate of a shared machine.
 
     python -m soft_hf.benchmarks.revision_comparison --other /path/to/old/checkout [--sizes 224 1024] [--repeats 10]
+    python -m soft_hf.benchmarks.revision_comparison --other /path/to/old/checkout --training --sizes 224
+
+With `--training` each repetition is a training step (train mode, forward + cross-entropy backward, batch 8 at
+224 px) instead of inference, and the cell records the largest difference of the two models' parameter gradients
+(relative to the largest gradient) besides the loss difference.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..models.soft.configuration_soft import SoftConfig
 from ..models.soft.modeling_soft import SoftForImageClassification
@@ -40,7 +46,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cell-budget", type=float, default=120.0, help="Seconds of timed repetitions per variant.")
     parser.add_argument("--output", type=Path, help="Write the results as JSON here.")
+    parser.add_argument("--training", action="store_true", help="Time training steps and compare gradients.")
     args = parser.parse_args(argv)
+    if args.training:
+        return compare_training(import_other_package(args.other.resolve()), args)
 
     other = import_other_package(args.other.resolve())
     variants = {"official rule": {}, "max_landmarks=49": {"max_landmarks": 49}}
@@ -77,6 +86,53 @@ def main(argv=None) -> dict:
                 f"(logits differ by {difference:.1e})",
                 flush=True,
             )
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def compare_training(other, args) -> dict:
+    """Training steps of this checkout's SOFT-Tiny against the other's (same weights, same batch), side by side."""
+    results = {"other": str(args.other), "training": True, "cells": {}}
+    for size in args.sizes:
+        batch = 8 if size <= 224 else 1
+        pixel_values = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+        labels = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(0)
+        this = SoftForImageClassification(SoftConfig.from_preset("soft-tiny", num_labels=1000)).train()
+        that = other.SoftForImageClassification(other.SoftConfig.from_preset("soft-tiny", num_labels=1000)).train()
+        that.load_state_dict(this.state_dict())
+
+        def step(model):
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(pixel_values).logits, labels)
+            loss.backward()
+            return loss.detach()
+
+        loss_difference = (step(this) - step(that)).abs().item()
+        gradients = dict(that.named_parameters())
+        largest = max(parameter.grad.abs().max().item() for parameter in gradients.values())
+        gradient_difference = max(
+            (parameter.grad - gradients[name].grad).abs().max().item() for name, parameter in this.named_parameters()
+        )
+        timings = time_side_by_side(
+            {"this": lambda: step(this), "other": lambda: step(that)}, torch.device("cpu"), args.repeats, args.cell_budget
+        )
+        cell = {
+            "batch": batch,
+            "this_images_per_s": batch / timings["this"]["median_s"],
+            "other_images_per_s": batch / timings["other"]["median_s"],
+            "loss_difference": loss_difference,
+            "max_gradient_difference_relative": gradient_difference / largest,
+        }
+        cell["this_over_other"] = cell["this_images_per_s"] / cell["other_images_per_s"]
+        results["cells"][f"{size} px, training step"] = cell
+        print(
+            f"{size:5d} px, training step: this {cell['this_images_per_s']:6.2f} img/s, other "
+            f"{cell['other_images_per_s']:6.2f} img/s, ratio {cell['this_over_other']:.3f} (loss differs by "
+            f"{loss_difference:.1e}, gradients by {cell['max_gradient_difference_relative']:.1e} of the largest)",
+            flush=True,
+        )
     if args.output:
         args.output.write_text(json.dumps(results, indent=1))
     return results
