@@ -106,6 +106,12 @@ def is_concrete_size(*sizes) -> bool:
     return all(type(size) is int for size in sizes)
 
 
+def records_autograd(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records an op on these tensors (None entries are ignored): grad mode is on and one of them
+    requires a gradient."""
+    return torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors)
+
+
 def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None, allow_grad: bool = False) -> bool:
     """Whether an op on `inputs` with these `parameters` (weights, biases; None entries are ignored) runs through
     oneDNN's kernels: float32 CPU tensors, eager mode, `torch.backends.mkldnn.enabled`, and no autograd graph (neither
@@ -117,7 +123,7 @@ def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None, allow_gra
     Everything else (half precision, autocast, GPUs, `torch.compile`, tracing,
     `torch.backends.mkldnn.flags(enabled=False)`) runs the ordinary PyTorch modules."""
     parameters = [parameter for parameter in parameters if parameter is not None]
-    needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or any(p.requires_grad for p in parameters))
+    needs_grad = records_autograd(inputs, *parameters)
     return (
         ONEDNN_AVAILABLE
         and torch.backends.mkldnn.enabled
@@ -203,9 +209,9 @@ def is_plain_unobserved_conv(conv: nn.Module, inputs: torch.Tensor) -> bool:
 def fused_linear(linear: nn.Module, inputs: torch.Tensor, activation: nn.Module | None = None) -> torch.Tensor:
     """`activation(linear(inputs))` (or `linear(inputs)`), computed by oneDNN's GEMM when the layer is a plain
     `nn.Linear`, `use_onednn` allows it and nothing observes the modules (`is_unobserved`); otherwise the modules are
-    called. In inference the GELU is fused into the GEMM; in training the GEMM is `OneDNNLinearFunction` and the
-    activation module is called on its output. Both give the same function (tested). A GELU (`FastGELUTanh`, or Transformers' exact
-    `GELUActivation`) fuses as a post-op of the GEMM; any other activation is called after it."""
+    called. Both give the same function (tested). In training the GEMM is `OneDNNLinearFunction` and the activation
+    module is called on its output. In inference a GELU (`FastGELUTanh`, or Transformers' exact `GELUActivation`)
+    fuses as a post-op of the GEMM; any other activation is called after it."""
     if not (
         type(linear) is nn.Linear
         and use_onednn(inputs, linear.weight, linear.bias, allow_grad=True)
@@ -213,9 +219,7 @@ def fused_linear(linear: nn.Module, inputs: torch.Tensor, activation: nn.Module 
     ):
         outputs = linear(inputs)
         return outputs if activation is None else activation(outputs)
-    if torch.is_grad_enabled() and (inputs.requires_grad or linear.weight.requires_grad or (
-        linear.bias is not None and linear.bias.requires_grad
-    )):
+    if records_autograd(inputs, linear.weight, linear.bias):
         # training: oneDNN's GEMM with a backward of its own; the activation is called (autograd keeps its input)
         rows = inputs.reshape(-1, inputs.shape[-1])  # (tokens, in_features)
         outputs = OneDNNLinearFunction.apply(rows, linear.weight, linear.bias).view(*inputs.shape[:-1], -1)
