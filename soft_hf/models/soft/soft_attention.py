@@ -63,6 +63,12 @@ def _tanh_gelu_into(inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return output
 
 
+def records_autograd(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd records an op on these tensors (None entries are ignored): grad mode is on and one of them
+    requires a gradient."""
+    return torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors)
+
+
 class FastGELUTanh(nn.Module):
     """`gelu_pytorch_tanh`. CPU inference on contiguous float32/float64 tensors computes it as x * sigmoid(2u) in
     cache-sized chunks (on small maps faster there than the vectorised `tanh`); everything else, training included,
@@ -75,7 +81,7 @@ class FastGELUTanh(nn.Module):
             or inputs.device.type != "cpu"
             or inputs.dtype not in (torch.float32, torch.float64)
             or not inputs.is_contiguous()
-            or (torch.is_grad_enabled() and inputs.requires_grad)
+            or records_autograd(inputs)
         ):
             return F.gelu(inputs, approximate="tanh")
         return _tanh_gelu_into(inputs, torch.empty_like(inputs))
@@ -104,12 +110,6 @@ def is_concrete_size(*sizes) -> bool:
     """Whether every size is a plain Python int (eager mode), not a symbolic size of `torch.export` / dynamic
     `torch.compile` tracing, on which a comparison would specialise the traced graph to the example's value."""
     return all(type(size) is int for size in sizes)
-
-
-def records_autograd(*tensors: torch.Tensor | None) -> bool:
-    """Whether autograd records an op on these tensors (None entries are ignored): grad mode is on and one of them
-    requires a gradient."""
-    return torch.is_grad_enabled() and any(tensor is not None and tensor.requires_grad for tensor in tensors)
 
 
 def use_onednn(inputs: torch.Tensor, *parameters: torch.Tensor | None, allow_grad: bool = False) -> bool:
@@ -271,7 +271,7 @@ def gaussian_kernel(queries: torch.Tensor, landmarks: torch.Tensor, query_scale:
     scaled_landmarks = landmarks * query_scale if query_scale != 1.0 else landmarks
     augmented_landmarks = torch.cat((scaled_landmarks, torch.ones_like(landmark_terms), landmark_terms), dim=-1)
     exponent = torch.matmul(augmented_queries, augmented_landmarks.transpose(-1, -2))  # (..., n, m)
-    if torch.is_grad_enabled() and (queries.requires_grad or landmarks.requires_grad):
+    if records_autograd(queries, landmarks):
         return torch.exp(exponent.clamp_max(0.0))
     return exponent.clamp_max_(0.0).exp_()  # inference: reuse the matmul's buffer
 
@@ -594,8 +594,7 @@ class SoftSelfAttention(nn.Module):
         K1 `(heads, seq_len, m)` together fill about `ATTENTION_CHUNK_BYTES`; otherwise the whole batch at once
         (autograd keeps every K1 for the backward pass, so chunks would not stay in the cache; GPUs; `torch.compile`)."""
         batch_size, seq_len, _ = inputs.shape
-        needs_grad = torch.is_grad_enabled() and inputs.requires_grad
-        if inputs.device.type != "cpu" or torch.compiler.is_compiling() or needs_grad:
+        if inputs.device.type != "cpu" or torch.compiler.is_compiling() or records_autograd(inputs):
             return batch_size
         element_size = torch.finfo(compute_dtype_for(inputs.dtype)).bits // 8
         bytes_per_image = self.num_attention_heads * seq_len * num_landmarks * element_size
@@ -619,7 +618,7 @@ class SoftSelfAttention(nn.Module):
             query = query_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
             value = value_states.to(island_dtype).reshape(batch_size, seq_len, num_heads, head_size).transpose(1, 2)
             # inference adds into the skip branch's buffer, if it is this layer's own
-            in_place = skip_is_own and (not torch.is_grad_enabled() or not (skip.requires_grad or query.requires_grad))
+            in_place = skip_is_own and not records_autograd(skip, query)
             contexts = []
             # CPU inference: images in chunks whose K1 stays in the cache (and whose buffers the allocator reuses):
             # one chunk for small maps, one image at a time for large ones. No result depends on the chunking.
