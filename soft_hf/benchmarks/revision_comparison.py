@@ -39,6 +39,30 @@ def import_other_package(checkout: Path, name: str = "soft_hf_other"):
     return module
 
 
+def paired_models(other, **overrides) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """SOFT-Tiny of this checkout and of the other one (`other`, its `soft_hf` package), with the same weights."""
+    torch.manual_seed(0)
+    this = SoftForImageClassification(SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides))
+    that = other.SoftForImageClassification(other.SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides))
+    that.load_state_dict(this.state_dict())
+    return this, that
+
+
+def timed_cell(this_run, other_run, batch: int, args, **measurements) -> dict:
+    """Time `this_run` against `other_run` side by side: images/s of each, their ratio, and `measurements`."""
+    timings = time_side_by_side(
+        {"this": this_run, "other": other_run}, torch.device("cpu"), args.repeats, args.cell_budget
+    )
+    cell = {
+        "batch": batch,
+        "this_images_per_s": batch / timings["this"]["median_s"],
+        "other_images_per_s": batch / timings["other"]["median_s"],
+        **measurements,
+    }
+    cell["this_over_other"] = cell["this_images_per_s"] / cell["other_images_per_s"]
+    return cell
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", required=True, type=Path, help="Another soft-hf checkout (e.g. a git worktree).")
@@ -48,60 +72,47 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", type=Path, help="Write the results as JSON here.")
     parser.add_argument("--training", action="store_true", help="Time training steps and compare gradients.")
     args = parser.parse_args(argv)
-    if args.training:
-        return compare_training(import_other_package(args.other.resolve()), args)
 
     other = import_other_package(args.other.resolve())
+    compare = compare_training if args.training else compare_inference
+    results = {"other": str(args.other), "training": args.training, "cells": compare(other, args)}
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def compare_inference(other, args) -> dict:
+    """Inference of this checkout's SOFT-Tiny against the other's, official rule and bounded landmarks."""
     variants = {"official rule": {}, "max_landmarks=49": {"max_landmarks": 49}}
-    results = {"other": str(args.other), "cells": {}}
+    cells = {}
     for size in args.sizes:
         batch = 8 if size <= 224 else 1
         pixel_values = torch.randn(batch, 3, size, size)
         for label, overrides in variants.items():
-            torch.manual_seed(0)
-            this = SoftForImageClassification(SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides)).eval()
-            that = other.SoftForImageClassification(
-                other.SoftConfig.from_preset("soft-tiny", num_labels=1000, **overrides)
-            ).eval()
-            that.load_state_dict(this.state_dict())
+            this, that = (model.eval() for model in paired_models(other, **overrides))
             with torch.no_grad():
                 difference = (this(pixel_values).logits - that(pixel_values).logits).abs().max().item()
-                timings = time_side_by_side(
-                    {"this": lambda: this(pixel_values), "other": lambda: that(pixel_values)},
-                    torch.device("cpu"),
-                    args.repeats,
-                    args.cell_budget,
+                cell = timed_cell(
+                    lambda: this(pixel_values), lambda: that(pixel_values), batch, args, max_logit_difference=difference
                 )
-            cell = {
-                "batch": batch,
-                "this_images_per_s": batch / timings["this"]["median_s"],
-                "other_images_per_s": batch / timings["other"]["median_s"],
-                "max_logit_difference": difference,
-            }
-            cell["this_over_other"] = cell["this_images_per_s"] / cell["other_images_per_s"]
-            results["cells"][f"{size} px, {label}"] = cell
+            cells[f"{size} px, {label}"] = cell
             print(
                 f"{size:5d} px, {label:17s}: this {cell['this_images_per_s']:7.2f} img/s, other "
                 f"{cell['other_images_per_s']:7.2f} img/s, ratio {cell['this_over_other']:.3f} "
                 f"(logits differ by {difference:.1e})",
                 flush=True,
             )
-    if args.output:
-        args.output.write_text(json.dumps(results, indent=1))
-    return results
+    return cells
 
 
 def compare_training(other, args) -> dict:
     """Training steps of this checkout's SOFT-Tiny against the other's (same weights, same batch), side by side."""
-    results = {"other": str(args.other), "training": True, "cells": {}}
+    cells = {}
     for size in args.sizes:
         batch = 8 if size <= 224 else 1
         pixel_values = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
         labels = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(1))
-        torch.manual_seed(0)
-        this = SoftForImageClassification(SoftConfig.from_preset("soft-tiny", num_labels=1000)).train()
-        that = other.SoftForImageClassification(other.SoftConfig.from_preset("soft-tiny", num_labels=1000)).train()
-        that.load_state_dict(this.state_dict())
+        this, that = (model.train() for model in paired_models(other))
 
         def step(model):
             model.zero_grad(set_to_none=True)
@@ -115,27 +126,22 @@ def compare_training(other, args) -> dict:
         gradient_difference = max(
             (parameter.grad - gradients[name].grad).abs().max().item() for name, parameter in this.named_parameters()
         )
-        timings = time_side_by_side(
-            {"this": lambda: step(this), "other": lambda: step(that)}, torch.device("cpu"), args.repeats, args.cell_budget
+        cell = timed_cell(
+            lambda: step(this),
+            lambda: step(that),
+            batch,
+            args,
+            loss_difference=loss_difference,
+            max_gradient_difference_relative=gradient_difference / largest,
         )
-        cell = {
-            "batch": batch,
-            "this_images_per_s": batch / timings["this"]["median_s"],
-            "other_images_per_s": batch / timings["other"]["median_s"],
-            "loss_difference": loss_difference,
-            "max_gradient_difference_relative": gradient_difference / largest,
-        }
-        cell["this_over_other"] = cell["this_images_per_s"] / cell["other_images_per_s"]
-        results["cells"][f"{size} px, training step"] = cell
+        cells[f"{size} px, training step"] = cell
         print(
             f"{size:5d} px, training step: this {cell['this_images_per_s']:6.2f} img/s, other "
             f"{cell['other_images_per_s']:6.2f} img/s, ratio {cell['this_over_other']:.3f} (loss differs by "
             f"{loss_difference:.1e}, gradients by {cell['max_gradient_difference_relative']:.1e} of the largest)",
             flush=True,
         )
-    if args.output:
-        args.output.write_text(json.dumps(results, indent=1))
-    return results
+    return cells
 
 
 if __name__ == "__main__":
