@@ -19,8 +19,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
 
+from ..data.sampling import EpochShuffleSampler
 from ..hub.export import push_to_hub
 from .checkpoints import TRAINING_STATE_NAME, resolve_checkpoint, save_checkpoint, truncate_train_log
 from .dense import to_jsonable
@@ -86,6 +89,34 @@ def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error("--checkpointing_steps must be at least 1.")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id (e.g. your-name/soft-norm-tiny-rt-detr).")
+
+
+def start_run(args: argparse.Namespace) -> Accelerator:
+    """The run's `Accelerator` (gradient accumulation, mixed precision, trackers, project folder), with the seed set."""
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to,
+        project_dir=args.output_dir,
+    )
+    set_seed(args.seed)
+    return accelerator
+
+
+def training_loader(args: argparse.Namespace, train_set: Dataset, collate_fn) -> tuple[DataLoader, EpochShuffleSampler]:
+    """The (unprepared) training loader and its sampler. The order of epoch e depends only on (seed, e), so a resumed
+    run sees the batches of the uninterrupted one."""
+    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.per_device_train_batch_size,
+        sampler=train_sampler,
+        drop_last=len(train_set) > args.per_device_train_batch_size,
+        collate_fn=collate_fn,
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    return train_loader, train_sampler
 
 
 def parameter_groups(

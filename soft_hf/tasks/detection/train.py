@@ -26,15 +26,18 @@ import copy
 from pathlib import Path
 
 import numpy as np
-import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from ...data.detection import CocoDetectionDataset, hub_detection_dataset
-from ...data.sampling import EpochShuffleSampler
 from ..dense import save_dense_model
-from ..dense_training import add_backbone_arguments, add_run_arguments, check_run_arguments, train_dense_model
+from ..dense_training import (
+    add_backbone_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    start_run,
+    train_dense_model,
+    training_loader,
+)
 from .rtdetr import (
     DetectionCollator,
     RandomHorizontalFlip,
@@ -100,13 +103,7 @@ def load_datasets(args, train_transform):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to,
-        project_dir=args.output_dir,
-    )
-    set_seed(args.seed)
+    accelerator = start_run(args)
     train_data, validation_data = load_datasets(args, None if args.no_flip else RandomHorizontalFlip())
     train_indices = evaluation_indices = None
     evaluation_data = validation_data
@@ -139,15 +136,8 @@ def main(argv=None) -> dict:
         decoder_layers=args.decoder_layers,
         num_denoising=args.num_denoising,
     )
-    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=args.per_device_train_batch_size,
-        sampler=train_sampler,
-        drop_last=len(train_set) > args.per_device_train_batch_size,
-        collate_fn=DetectionCollator(image_processor, train_data.category_id_to_label),
-        num_workers=args.num_workers,
-        generator=torch.Generator().manual_seed(args.seed),
+    train_loader, train_sampler = training_loader(
+        args, train_set, DetectionCollator(image_processor, train_data.category_id_to_label)
     )
 
     def evaluate(prepared_model) -> dict:

@@ -46,13 +46,17 @@ import argparse
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Subset
 
-from ...data.sampling import EpochShuffleSampler
 from ...data.segmentation import DATASET_LAYOUTS, SegmentationData, load_segmentation_data, read_id2label_file
-from ..dense_training import add_backbone_arguments, add_run_arguments, check_run_arguments, train_dense_model
+from ..dense_training import (
+    add_backbone_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    start_run,
+    train_dense_model,
+    training_loader,
+)
 from .upernet import (
     IGNORE_INDEX,
     SegmentationCollator,
@@ -165,13 +169,7 @@ def split_datasets(args, train_transform, eval_transform):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to,
-        project_dir=args.output_dir,
-    )
-    set_seed(args.seed)
+    accelerator = start_run(args)
     crop_size = args.crop_size[0] if len(args.crop_size) == 1 else tuple(args.crop_size)
     base_size = args.base_size or min(args.crop_size)
     eval_size = args.eval_size or base_size
@@ -213,17 +211,7 @@ def main(argv=None) -> dict:
         model.backbone.activation_checkpointing_enable()
 
     collator = SegmentationCollator(ignore_index=args.ignore_index)
-    # The order of epoch e depends only on (seed, e), so a resumed run sees the batches of the uninterrupted one.
-    train_sampler = EpochShuffleSampler(len(train_set), seed=args.seed)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=args.per_device_train_batch_size,
-        sampler=train_sampler,
-        drop_last=len(train_set) > args.per_device_train_batch_size,
-        collate_fn=collator,
-        num_workers=args.num_workers,
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+    train_loader, train_sampler = training_loader(args, train_set, collator)
     validation_loader = DataLoader(
         validation_set, batch_size=args.per_device_eval_batch_size, collate_fn=collator, num_workers=args.num_workers
     )
