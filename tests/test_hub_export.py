@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -20,7 +22,7 @@ from soft_hf import (
     SoftModel,
     export_pretrained,
 )
-from soft_hf.hub.export import render_model_card, validate_export_folder
+from soft_hf.hub.export import render_model_card, staged_folder, validate_export_folder
 
 
 CODE_FILES = {"configuration_soft.py", "modeling_soft.py", "soft_attention.py", "image_processing_soft.py"}
@@ -395,3 +397,22 @@ def test_push_keeps_a_hand_written_card_and_says_what_it_would_upload(tmp_path, 
     assert push.main([str(model_folder), "--dry-run", "--skip-load-check", "--staging-dir", str(staging)]) == 0
     capsys.readouterr()
     shutil.rmtree(staging)
+
+
+def test_staged_folder_swaps_in_an_ordinary_folder_or_leaves_the_old_one(tmp_path):
+    """The staging of every export (SOFT models, and dense models on other backbones): the finished folder gets the
+    permissions of an ordinary folder (not mkdtemp's private 0700), and a block that raises leaves the previous folder
+    and no staging behind."""
+    destination = tmp_path / "export"
+    with staged_folder(destination) as staging:
+        (staging / "weights.bin").write_bytes(b"new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o777 & ~umask
+    assert (destination / "weights.bin").read_bytes() == b"new"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with staged_folder(destination) as staging:
+            (staging / "weights.bin").write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert (destination / "weights.bin").read_bytes() == b"new"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export"]

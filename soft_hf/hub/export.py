@@ -11,6 +11,7 @@ This module does not travel with checkpoints; it imports only `soft_hf.models`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -848,6 +849,24 @@ def _backup_name(destination: pathlib.Path) -> str:
     return f".{destination.name}.old-"
 
 
+@contextlib.contextmanager
+def staged_folder(output_dir: pathlib.Path):
+    """A fresh folder beside `output_dir` (same file system, ordinary permissions) to write an export into; when the
+    block ends it is swapped into place (`replace_folder`), and when the block raises it is deleted, so `output_dir`
+    is never left half-written."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        yield staging
+        replace_folder(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def replace_folder(staging: str | os.PathLike, destination: str | os.PathLike, exchange: bool = True) -> None:
     """Move the complete folder `staging` to `destination`, replacing what is there.
 
@@ -958,12 +977,7 @@ def export_pretrained(
     auto_map = model_auto_map(model)
     processor = image_processor if image_processor is not None else SoftImageProcessor()
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
-    try:
+    with staged_folder(output_dir) as staging:
         original_auto_map = getattr(model.config, "auto_map", None)
         model.config.auto_map = dict(auto_map)
         try:
@@ -986,18 +1000,9 @@ def export_pretrained(
         for name, source in code_files.items():
             shutil.copyfile(source, staging / name)
 
-        if model_card is None and dense:
-            model_card = render_dense_model_card(
-                model.config,
-                num_parameters=sum(parameter.numel() for parameter in model.parameters()),
-                metrics=metrics,
-                dataset_name=dataset_name,
-                provenance=provenance,
-                repo_id=repo_id,
-                license=license,
-            )
-        elif model_card is None:
-            model_card = render_model_card(
+        if model_card is None:
+            render = render_dense_model_card if dense else render_model_card
+            model_card = render(
                 model.config,
                 num_parameters=sum(parameter.numel() for parameter in model.parameters()),
                 metrics=metrics,
@@ -1021,10 +1026,6 @@ def export_pretrained(
         _write_json(staging / EXPORT_MANIFEST_NAME, {"format": EXPORT_MANIFEST_FORMAT, "files": manifest})
 
         _check_replaceable(output_dir, overwrite)  # again: the folder may have changed while the model was saved
-        replace_folder(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
 
 
@@ -1036,6 +1037,7 @@ __all__ = [
     "render_dense_model_card",
     "render_model_card",
     "replace_folder",
+    "staged_folder",
     "restore_interrupted_replace",
     "upload_file_list",
     "validate_export_folder",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PretrainedConfig, PvtV2Config
 
-from ..hub.export import export_pretrained, replace_folder
+from ..hub.export import export_pretrained, staged_folder
 from ..models.soft.configuration_soft import SoftConfig
 from ..models.soft.modeling_soft import SoftBackbone
 
@@ -167,7 +167,7 @@ def save_dense_model(model, output_dir, image_processor, metrics: dict | None = 
     On a SOFT backbone (`soft_rt_detr`, `soft_upernet`) the folder is a Hub-ready export
     (`soft_hf.hub.export.export_pretrained`: code files, model card, manifest) that loads with
     `trust_remote_code=True` where soft-hf is not installed; on another backbone (PVTv2: all Transformers) it is
-    `save_pretrained` into a temporary folder beside `output_dir`, then swapped in (`replace_folder`)."""
+    `save_pretrained` into a temporary folder beside `output_dir`, then swapped in (`staged_folder`)."""
     output_dir = Path(output_dir).resolve()
     metrics = to_jsonable(metrics) if metrics is not None else None
     with tempfile.TemporaryDirectory() as scratch:
@@ -186,18 +186,12 @@ def save_dense_model(model, output_dir, image_processor, metrics: dict | None = 
             )
         if output_dir.exists() and not overwrite:
             raise ValueError(f"{output_dir} exists; pass overwrite=True or choose another folder.")
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-        try:
+        with staged_folder(output_dir) as staging:
             model.save_pretrained(staging)
             if image_processor is not None:
                 image_processor.save_pretrained(staging)
             if metrics is not None:
                 shutil.copyfile(results, staging / "eval_results.json")
-            replace_folder(staging, output_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return output_dir
 
 
