@@ -28,6 +28,7 @@ from soft_hf.models.soft.soft_attention import (
     landmark_counts,
     landmark_grid,
     resolve_inverse_method,
+    underflow_exponent,
     use_onednn,
 )
 from transformers.activations import ACT2FN
@@ -347,6 +348,32 @@ def test_gaussian_kernel_query_scale_is_folded_exactly():
     torch.testing.assert_close(gaussian_kernel(queries, landmarks, query_scale=scale), expected, rtol=1e-12, atol=1e-13)
     with_grad = gaussian_kernel(queries.requires_grad_(), landmarks, query_scale=scale)
     torch.testing.assert_close(with_grad.detach(), expected, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_kernel_of_far_queries_is_the_smallest_normal_number_not_subnormal(dtype):
+    """Queries far from every landmark: entries whose exponent lies below `underflow_exponent` (exp would be subnormal
+    or zero, the slow path of the CPU's exp) are the smallest normal number; all others are the plain exp."""
+    generator = torch.Generator().manual_seed(0)
+    spread = 6.0 if dtype == torch.float32 else 18.0
+    queries = torch.randn(2, 64, 8, generator=generator, dtype=dtype) * spread
+    landmarks = torch.randn(2, 6, 8, generator=generator, dtype=dtype)
+    exact_exponent = -0.5 * torch.cdist(queries.double(), landmarks.double()).pow(2)
+    lowest = underflow_exponent(dtype)
+    below, above = exact_exponent < lowest - 1, exact_exponent > lowest + 1
+    assert below.any() and above.any()  # both regimes are exercised
+    tiny = torch.finfo(dtype).tiny
+    for requires_grad in (False, True):
+        kernel = gaussian_kernel(queries.clone().requires_grad_(requires_grad), landmarks)
+        assert kernel.dtype == dtype and bool((kernel >= tiny).all()) and bool((kernel <= 1).all())
+        assert bool((kernel[below] == torch.exp(torch.tensor(lowest, dtype=dtype))).all())
+        # the float32 exponent carries the rounding of ||q||^2 ~ 10^3: about 1e-4 relative on the kernel
+        torch.testing.assert_close(kernel[above].double(), exact_exponent[above].exp(), rtol=2e-3, atol=0)
+    far_queries = queries.clone().requires_grad_()
+    gaussian_kernel(far_queries, landmarks).sum().backward()
+    assert torch.isfinite(far_queries.grad).all()
+    only_below = below.all(-1)  # queries far from every landmark: the clamp passes no gradient
+    assert only_below.any() and bool((far_queries.grad[only_below] == 0).all())
 
 
 def test_cholesky_inverse_matches_exact_inverse_and_falls_back_on_indefinite():
