@@ -959,7 +959,11 @@ def _cell(results: dict, section: str, key: str, name: str) -> dict | None:
 
 
 def evaluate_targets(results: dict) -> list[dict]:
-    """Each target of issues 6 and 12 as a ratio of two measurements from this run."""
+    """Each target of issues 6 and 12 as a ratio of two measurements from this run, named by its issue.
+
+    Issue 12 raised the inference ratios against the official code and PVTv2-b1 from issue 6's 1.5x to 2x; both
+    rows are kept, so a run shows which of the two it meets.
+    """
     targets = []
 
     def add(description, threshold, comparison, compute):
@@ -992,44 +996,45 @@ def evaluate_targets(results: dict) -> list[dict]:
     def memory_per_pixel(size, name):
         return _cell(results, "models", str(size), name)["memory"]["bytes_per_pixel"]
 
+    for issue, threshold in (("issue 6", 1.5), ("issue 12", 2.0)):
+        add(
+            f"[{issue}] 224 px fp32 eager, official rule: SOFT-Tiny images/s / official-forward transcription",
+            threshold, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "official_forward"),
+        )  # fmt: skip
+        add(
+            f"[{issue}] 224 px fp32 eager, official rule: SOFT-Tiny images/s / PVTv2-b1",
+            threshold, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "pvt_v2_b1"),
+        )  # fmt: skip
     add(
-        "224 px fp32 eager, official rule: SOFT-Tiny images/s / official-forward transcription",
-        1.5, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "official_forward"),
-    )  # fmt: skip
-    add(
-        "224 px fp32 eager, official rule: SOFT-Tiny images/s / PVTv2-b1",
-        1.5, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "pvt_v2_b1"),
-    )  # fmt: skip
-    add(
-        "224 px fp32 eager, official rule: SOFT-Tiny images/s / ViT DeiT-Tiny size",
+        "[issue 12] 224 px fp32 eager, official rule: SOFT-Tiny images/s / ViT DeiT-Tiny size",
         1.0, ">=", lambda: images_per_s(224, "soft_tiny") / images_per_s(224, "vit_tiny"),
     )  # fmt: skip
     add(
-        "training step 224 px fp32: SOFT-Tiny images/s / official-forward transcription",
+        "[issue 12] training step 224 px fp32: SOFT-Tiny images/s / official-forward transcription",
         1.5, ">=", lambda: training_images_per_s("soft_tiny") / training_images_per_s("official_forward"),
     )  # fmt: skip
     add(
-        "training step 224 px fp32: SOFT-Tiny images/s / PVTv2-b1",
+        "[issue 12] training step 224 px fp32: SOFT-Tiny images/s / PVTv2-b1",
         1.5, ">=", lambda: training_images_per_s("soft_tiny") / training_images_per_s("pvt_v2_b1"),
     )  # fmt: skip
     add(
-        "bounded landmarks: time per pixel at 2048 px / at 224 px",
+        "[issue 6] bounded landmarks: time per pixel at 2048 px / at 224 px",
         1.3, "<=", lambda: time_per_pixel(2048, "soft_tiny_bounded") / time_per_pixel(224, "soft_tiny_bounded"),
     )  # fmt: skip
     add(
-        "bounded attention: time per token at 200k tokens / at 12k tokens",
+        "[issue 6] bounded attention: time per token at 200k tokens / at 12k tokens",
         1.2, "<=", lambda: attention_per_token(200704, "soft_bounded") / attention_per_token(12544, "soft_bounded"),
     )  # fmt: skip
     add(
-        "bounded attention at 50k tokens: softmax (SDPA) time / SOFT time",
+        "[issue 6] bounded attention at 50k tokens: softmax (SDPA) time / SOFT time",
         100, ">=", lambda: attention_per_token(50176, "softmax_sdpa") / attention_per_token(50176, "soft_bounded"),
     )  # fmt: skip
     add(
-        "bounded landmarks: peak memory per pixel at 2048 px / at 512 px",
+        "[issue 6] bounded landmarks: peak memory per pixel at 2048 px / at 512 px",
         1.3, "<=", lambda: memory_per_pixel(2048, "soft_tiny_bounded") / memory_per_pixel(512, "soft_tiny_bounded"),
     )  # fmt: skip
     add(
-        "1024 px, official rule: SOFT-Tiny (Cholesky) images/s / official-forward transcription",
+        "[issue 6] 1024 px, official rule: SOFT-Tiny (Cholesky) images/s / official-forward transcription",
         10, ">=", lambda: images_per_s(1024, "soft_tiny_cholesky") / images_per_s(1024, "official_forward"),
     )  # fmt: skip
     return targets
