@@ -99,6 +99,28 @@ def test_lora_on_projections_mlp_and_convolutions_gets_the_plain_gradients():
     assert (adapted - without).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("use_reentrant", [True, False], ids=["reentrant", "non-reentrant"])
+def test_lora_under_activation_checkpointing_gets_the_gradients_without_it(use_reentrant):
+    """PEFT's documented order (checkpointing on, then `get_peft_model`) calls `enable_input_require_grads`, which
+    hooks `get_input_embeddings()`: the stage-1 stem. Its output then requires grad although the stem is frozen, so
+    reentrant checkpointing still reaches the adapters inside the checkpointed layers (without the stem as input
+    embeddings the loss did not even require grad)."""
+    import peft
+
+    model = tiny_model().train()
+    assert model.get_input_embeddings() is model.soft.encoder.stages[0].patch_embeddings
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "fc1", "fc2"], init_lora_weights=False)
+    lora_model = peft.get_peft_model(model, config)
+    trainable = {name for name, parameter in lora_model.named_parameters() if parameter.requires_grad}
+    assert trainable and all(".lora_" in name for name in trainable)
+    pixel_values = torch.randn(2, 3, 64, 64)
+    checkpointed = gradients(lora_model, pixel_values)
+    assert set(checkpointed) == trainable
+    model.activation_checkpointing_disable()
+    assert_same_gradients(checkpointed, gradients(lora_model, pixel_values))
+
+
 # --- 2. offloading ------------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ as an in-library model would be; nothing of the model or of the mixins is replac
 
 from __future__ import annotations
 
+import copy
 import unittest
 
 import torch
@@ -112,9 +113,14 @@ class SoftModelTest(ModelTesterMixin, unittest.TestCase):
     def test_inputs_embeds(self):
         pass
 
-    @unittest.skip("SOFT takes pixel_values only; it has no input embeddings")
     def test_model_get_set_embeddings(self):
-        pass
+        """As for ViT: the input embeddings are the patch embeddings (here the stage-1 stem), and there are no output
+        embeddings to tie."""
+        config, _ = self.model_tester.prepare_config_and_inputs_for_common()
+        for model_class in self.all_model_classes:
+            model = model_class(copy.deepcopy(config))
+            self.assertIs(model.get_input_embeddings(), model.base_model.encoder.stages[0].patch_embeddings)
+            self.assertIsNone(model.get_output_embeddings())
 
 
 class SoftBackboneTest(BackboneTesterMixin, unittest.TestCase):

@@ -428,6 +428,12 @@ class SoftPreTrainedModel(PreTrainedModel):
             if module.cls_token is not None:
                 init.trunc_normal_(module.cls_token, mean=0.0, std=std)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The stage-1 patch embeddings (the convolutional stem), the module that turns pixels into tokens, as ViT's
+        `get_input_embeddings` returns its patch embeddings. `enable_input_require_grads` hooks its output, which
+        PEFT adapters need under reentrant activation checkpointing when every weight before them is frozen."""
+        return self.base_model.encoder.stages[0].patch_embeddings
+
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         """Raise a `ValueError` that says what was expected for inputs the architecture cannot take."""
         if not isinstance(pixel_values, torch.Tensor):
