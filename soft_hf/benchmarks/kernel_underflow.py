@@ -14,14 +14,12 @@ clamped.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 
 import torch
 
 from ..models.soft.soft_attention import gaussian_kernel, underflow_exponent
-from .speed import time_side_by_side
+from .speed import time_side_by_side, write_json_atomically
 
 
 def measure(spreads: list[float], repeats: int) -> dict:
@@ -57,10 +55,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     results = measure(args.spreads, args.repeats)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.output.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(results, indent=1))
-        os.replace(temporary, args.output)
+        write_json_atomically(results, args.output)
     return results
 
 

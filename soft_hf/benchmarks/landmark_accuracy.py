@@ -46,6 +46,7 @@ from ..data.classification import (
 from ..models.soft.configuration_soft import SoftConfig
 from ..models.soft.modeling_soft import SoftForImageClassification
 from ..models.soft.soft_attention import SoftSelfAttention, landmark_counts
+from .speed import write_json_atomically
 
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -227,10 +228,7 @@ def main(argv=None) -> dict:
                 flush=True,
             )
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(results, indent=1))
-    temporary.replace(output)
+    write_json_atomically(results, output)
     print(f"wrote {output}")
     return results
 

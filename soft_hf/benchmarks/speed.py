@@ -274,6 +274,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def write_json_atomically(value, path: str | os.PathLike, **dumps_options) -> None:
+    """Write `value` as JSON (indent 1) to `path` through a temporary file beside it, so that no reader ever sees half
+    a results file; creates the parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(value, indent=1, **dumps_options))
+    temporary.replace(path)
+
+
 def time_side_by_side(
     runs: dict[str, Callable[[], Any]], device: torch.device, repeats: int, budget_s: float
 ) -> dict[str, dict]:
@@ -1328,9 +1338,7 @@ def main(argv=None) -> None:
         results["plot_error"] = f"{type(error).__name__}: {error}"
         print(f"plotting failed: {results['plot_error']}")
     json_path = output_dir / f"{stem}.json"
-    temporary = json_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(results, indent=1, default=str))
-    temporary.replace(json_path)
+    write_json_atomically(results, json_path, default=str)
     print(f"\nwrote {json_path} and {len(results['plots'])} plots in {results['elapsed_s']:.0f} s")
 
 
